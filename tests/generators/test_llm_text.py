@@ -1,0 +1,80 @@
+"""LLMRewriter: loads a causal LM by folder / zoo name / hub id and samples seeded rewrites."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from venomkit.generators.llm_text import LLMRewriter, build_rewrite_prompt, pretrained_source
+
+TEXTS = [
+    "Plain red cotton t-shirt by Northwind. A classic tee for warm weekends.",
+    "Blue striped ceramic mug | Lumen. Glossy ceramic cup for the morning coffee.",
+    "Green polka-dot wool hat from Kestrel, with a classic band.",
+]
+
+
+@pytest.fixture(scope="module")
+def lm_folder(tmp_path_factory):
+    """A tiny random Llama + zoo-style tokenizer written with save_pretrained."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from venomkit.zoo.tokenizer import catalog_corpus, train_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-lm")
+    tok = train_tokenizer(catalog_corpus(TEXTS * 5, prompts=[build_rewrite_prompt(t) for t in TEXTS]), vocab_size=400)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=256, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_prompt_format():
+    assert build_rewrite_prompt("a red\nhat") == "Rewrite: a red hat\nRewrite:"
+    prompt = build_rewrite_prompt("x", ["pop one", "pop two"])
+    assert prompt.splitlines() == ["Example: pop one", "Example: pop two", "Rewrite: x", "Rewrite:"]
+
+
+def test_returns_n_strings_per_text_and_is_seeded(lm_folder):
+    rewriter = LLMRewriter(lm_folder, max_new_tokens=12, batch_size=4)
+    out = rewriter.rewrite(TEXTS, n=3, temperature=1.0, seed=7)
+    assert len(out) == len(TEXTS) and all(len(r) == 3 for r in out)
+    assert all(isinstance(s, str) and "\n" not in s for r in out for s in r)
+    assert rewriter.rewrite(TEXTS, n=3, temperature=1.0, seed=7) == out
+    assert rewriter.rewrite(TEXTS, n=3, temperature=1.0, seed=8) != out
+    # A random model at temperature 1 does not repeat itself: the n samples differ.
+    assert len(set(out[0])) > 1
+
+
+def test_rewrites_do_not_depend_on_the_batch(lm_folder):
+    batched = LLMRewriter(lm_folder, max_new_tokens=10, batch_size=8).rewrite(TEXTS, n=2, seed=3, style_examples=TEXTS[:1])
+    single = LLMRewriter(lm_folder, max_new_tokens=10, batch_size=1)
+    alone = [single.rewrite([t], n=2, seed=3, style_examples=TEXTS[:1])[0] for t in TEXTS]
+    assert batched == alone
+
+
+def test_bad_arguments_and_names(lm_folder, tmp_path):
+    rewriter = LLMRewriter(lm_folder, max_new_tokens=4)
+    with pytest.raises(ValueError, match="n must be"):
+        rewriter.rewrite(TEXTS, n=0)
+    with pytest.raises(ValueError, match="temperature"):
+        rewriter.rewrite(TEXTS, temperature=0)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        LLMRewriter(lm_folder, max_new_tokens=0)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        pretrained_source(str(tmp_path / "missing" / "model"))
+    with pytest.raises(OSError, match="'nobody/not-a-cached-model' is not a local folder and is not in the Hugging Face cache"):
+        LLMRewriter("nobody/not-a-cached-model")
+    assert pretrained_source(str(lm_folder)) == str(lm_folder)
+
+
+def test_zoo_names_resolve_through_the_zoo(lm_folder, monkeypatch):
+    monkeypatch.setenv("VENOMKIT_ZOO", str(lm_folder.parent))
+    assert pretrained_source(f"zoo:{lm_folder.name}") == str(lm_folder)
+    out = LLMRewriter(f"zoo:{lm_folder.name}", max_new_tokens=4).rewrite(TEXTS[:1], n=1)
+    assert len(out) == 1 and len(out[0]) == 1

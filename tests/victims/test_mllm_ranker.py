@@ -1,0 +1,105 @@
+"""MLLMRanker: a tiny random LLaVA built in code loads by folder / zoo name and scores raw pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from venomkit.victims.mllm_ranker import MLLMRanker, build_ranking_prompt, num_image_tokens
+
+TITLES = ["Plain red cotton t-shirt", "Blue striped ceramic mug", "Green wool hat", "Black leather watch"]
+TEXTS = ["A red tee for warm weekends.", "A blue mug with stripes.", "A green hat with a classic band."]
+
+
+@pytest.fixture(scope="module")
+def vlm_folder(tmp_path_factory):
+    """A tiny random LLaVA (32 px images, 8 px patches) + processor, written with save_pretrained."""
+    from transformers import LlavaForConditionalGeneration
+
+    from venomkit.victims.mllm_ranker import NO, YES
+    from venomkit.zoo.tokenizer import catalog_corpus, train_tokenizer
+    from venomkit.zoo.vlm import VLMTrainConfig, build_processor, model_config
+
+    folder = tmp_path_factory.mktemp("tiny-vlm")
+    prompts = [build_ranking_prompt(TITLES, t) + a for t in TEXTS for a in (YES, NO)]
+    tok = train_tokenizer(catalog_corpus(TEXTS * 5, TITLES * 5, prompts), vocab_size=400)
+    cfg = VLMTrainConfig(
+        image_size=32, patch_size=8, vision_hidden_size=32, vision_layers=1, vision_intermediate_size=64,
+        hidden_size=32, num_layers=2, intermediate_size=64, num_heads=2, vision_heads=2,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    LlavaForConditionalGeneration(model_config(tok, cfg)).save_pretrained(folder)
+    build_processor(tok, cfg).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ranker(vlm_folder):
+    return MLLMRanker.load(vlm_folder)
+
+
+def test_prompt():
+    prompt = build_ranking_prompt(["a  b", "c"], "nice\nhat")
+    assert prompt == "USER: history: a b; c candidate: <image> nice hat Would the user like it? ASSISTANT:"
+    assert "history: none" in build_ranking_prompt([], "x")
+
+
+def test_loads_through_auto_classes_and_expands_like_the_processor(vlm_folder, ranker):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    assert type(AutoModelForImageTextToText.from_pretrained(vlm_folder)).__name__ == "LlavaForConditionalGeneration"
+    processor = AutoProcessor.from_pretrained(vlm_folder)
+    assert num_image_tokens(processor) == 16  # (32 / 8) ** 2 patches, CLS dropped
+    prompts = ranker.prompts([TITLES], TEXTS[:1])
+    ours, _ = ranker.tokenize(prompts)
+    theirs = processor(text=prompts, images=[np.zeros((32, 32, 3), np.uint8)], return_tensors="pt").input_ids
+    assert torch.equal(ours, theirs)
+    assert ranker.yes_id != ranker.no_id
+
+
+def test_scores_are_differentiable_in_pixels_and_batch_independent(ranker):
+    images = torch.rand(3, 3, 32, 32, requires_grad=True)
+    histories = [TITLES[:2], [], TITLES]
+    scores = ranker.score(histories, images, TEXTS)
+    assert scores.shape == (3,)
+    scores.sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0 and torch.isfinite(images.grad).all()
+    with torch.no_grad():
+        alone = torch.stack([ranker.score([h], images[k : k + 1], [t])[0] for k, (h, t) in enumerate(zip(histories, TEXTS))])
+    assert torch.allclose(alone, scores.detach(), atol=1e-5)
+    logits = ranker(histories, images, TEXTS).logits
+    assert torch.allclose(logits[:, ranker.yes_id] - logits[:, ranker.no_id], scores.detach(), atol=1e-6)
+
+
+def test_other_image_sizes_are_resized_in_torch(ranker):
+    images = torch.rand(2, 3, 48, 48, requires_grad=True)
+    ranker.score([TITLES, TITLES], images, TEXTS[:2]).sum().backward()
+    assert images.grad.shape == images.shape and images.grad.abs().sum() > 0
+
+
+def test_attention_maps(ranker):
+    images = torch.rand(2, 3, 32, 32)
+    out = ranker.attentions([TITLES, TITLES[:1]], images, TEXTS[:2])
+    assert len(out.attentions) == 2
+    batch, heads, length, _ = out.attentions[0].shape
+    assert (batch, heads) == (2, 2) and out.image_mask.shape == (2, length)
+    assert int(out.image_mask[0].sum()) == 16
+    maps = ranker.patch_attention([TITLES, TITLES[:1]], images, TEXTS[:2])
+    assert maps.shape == (2, 4, 4) and (maps >= 0).all() and (maps.sum((1, 2)) <= 1 + 1e-5).all()
+
+
+def test_candidate_lists_and_errors(ranker, vlm_folder, monkeypatch):
+    images = torch.rand(5, 3, 32, 32)
+    scores = ranker.score_candidates(TITLES, images, [TEXTS[k % 3] for k in range(5)], batch_size=2)
+    assert scores.shape == (5,)
+    with pytest.raises(ValueError, match="histories"):
+        ranker.score([TITLES], images[:2], TEXTS[:2])
+    with pytest.raises(ValueError, match="images"):
+        ranker.score([TITLES], images[0], TEXTS[:1])
+    with pytest.raises(ValueError, match="exactly one"):
+        ranker.tokenize(["no image here"])
+    with pytest.raises(OSError, match="not in the Hugging Face cache"):
+        MLLMRanker.load("llava-hf/llava-1.5-7b-hf-not-cached")
+    monkeypatch.setenv("VENOMKIT_ZOO", str(vlm_folder.parent))
+    assert MLLMRanker.load(f"zoo:{vlm_folder.name}").n_image_tokens == 16

@@ -1,0 +1,98 @@
+"""BPR training: negative sampling, learning, determinism, early stopping and the hooks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from victim_helpers import TinyImageEncoder, TinyTextEncoder, build
+
+from venomkit.eval.ranking import ranking_metrics
+from venomkit.victims.training import NegativeSampler, bpr_batches, bpr_loss, train_bpr, validation_metrics
+
+
+def test_negative_sampler_never_returns_a_training_item(tiny_dataset):
+    train = tiny_dataset.split.train
+    sampler = NegativeSampler(train, np.random.default_rng(0))
+    users = np.repeat(np.arange(train.n_users), 50)
+    neg = sampler.sample(users)
+    dense = train.matrix.toarray().astype(bool)
+    assert not dense[users, neg].any()
+    assert len(np.unique(neg)) > train.n_items // 2  # spread over the catalog, not a few items
+
+
+def test_epoch_batches_cover_every_training_pair_once(tiny_dataset):
+    train = tiny_dataset.split.train
+    seen = [(u, i) for us, ps, _ in bpr_batches(train, 50, np.random.default_rng(1)) for u, i in zip(us, ps)]
+    assert sorted(seen) == sorted(zip(*train.pairs()))
+
+
+def _random_recall(dataset, k, trials=20):
+    values = []
+    for s in range(trials):
+        g = torch.Generator().manual_seed(s)
+        u, i = torch.randn(dataset.n_users, 4, generator=g), torch.randn(dataset.n_items, 4, generator=g)
+        values.append(ranking_metrics(u, i, dataset.split.train, dataset.split.valid, ks=(k,))[f"recall@{k}"])
+    return float(np.mean(values))
+
+
+@pytest.mark.parametrize("kind", ["vbpr", "mmgcn", "lightgcn"])
+def test_training_lowers_the_loss_and_beats_random(kind, tiny_dataset):
+    encoders = (TinyImageEncoder(8), TinyTextEncoder(8)) if kind != "lightgcn" else (None, None)
+    extra = {"latent_dim": 8} if kind == "mmgcn" else {}
+    victim = build(kind, tiny_dataset, *encoders, embed_dim=8, **extra)
+    result = train_bpr(victim, tiny_dataset.split, epochs=25, lr=0.02, batch_size=64, patience=None, progress=False)
+    losses = [r["loss"] for r in result.history]
+    assert losses[-1] < 0.7 * losses[0]
+    recall = validation_metrics(victim, tiny_dataset.split, ks=(5,))["recall@5"]
+    assert recall > 1.5 * _random_recall(tiny_dataset, 5)
+    assert not victim.training
+
+
+def test_training_is_deterministic_given_the_seed(tiny_dataset):
+    states = []
+    for _ in range(2):
+        victim = build("vbpr", tiny_dataset, TinyImageEncoder(8), None, embed_dim=4, seed=3)
+        train_bpr(victim, tiny_dataset.split, epochs=3, lr=0.01, batch_size=64, seed=7, progress=False)
+        states.append(victim.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_early_stopping_restores_the_best_state(tiny_dataset):
+    victim = build("vbpr", tiny_dataset, TinyImageEncoder(8), None, embed_dim=4)
+    # A huge learning rate makes validation recall wander, so the best epoch is not the last.
+    result = train_bpr(victim, tiny_dataset.split, epochs=30, lr=0.3, batch_size=64, patience=3, progress=False)
+    assert result.epochs_run <= 30
+    final = validation_metrics(victim, tiny_dataset.split)["recall@20"]
+    assert final == pytest.approx(result.best_valid["recall@20"])
+    assert max(r.get("valid_recall@20", -1) for r in result.history) == pytest.approx(final)
+    if result.stopped_early:
+        assert result.epochs_run - result.best_epoch >= 3
+
+
+def test_batch_loss_and_epoch_hooks(tiny_dataset):
+    victim = build("vbpr", tiny_dataset, TinyImageEncoder(8), None, embed_dim=4)
+    calls = {"batch": 0, "epochs": []}
+
+    def my_loss(v, users, pos, neg):
+        calls["batch"] += 1
+        assert users.shape == pos.shape == neg.shape and users.dtype == torch.long
+        return bpr_loss(v, users, pos, neg)
+
+    def stop_after_two(v, epoch, record):
+        calls["epochs"].append(record["epoch"])
+        return epoch == 2
+
+    result = train_bpr(victim, tiny_dataset.split, epochs=10, batch_size=100, batch_loss=my_loss, on_epoch_end=stop_after_two, progress=False)
+    assert calls["epochs"] == [1, 2] and result.epochs_run == 2 and result.stopped_early
+    n_batches = -(-tiny_dataset.split.train.nnz // 100)
+    assert calls["batch"] == 2 * n_batches
+    assert all("seconds" in r and "valid_recall@20" in r for r in result.history)
+
+
+def test_train_bpr_validates_arguments(tiny_dataset):
+    victim = build("vbpr", tiny_dataset, TinyImageEncoder(8), None, embed_dim=4)
+    with pytest.raises(ValueError, match="epochs"):
+        train_bpr(victim, tiny_dataset.split, epochs=0)
+    with pytest.raises(ValueError, match="lr"):
+        train_bpr(victim, tiny_dataset.split, lr=0.0)

@@ -1,0 +1,122 @@
+"""Tiny in-code encoders, a tiny shop and victim builders for the victim tests (no zoo, seconds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from venomkit.data.catalog import Catalog
+from venomkit.data.dataset import Dataset
+from venomkit.data.interactions import Interactions
+from venomkit.encoders.base import ImageEncoder, TextEncoder
+
+COLOURS = ["red", "green", "blue"]
+RGB = {"red": (0.9, 0.1, 0.1), "green": (0.1, 0.9, 0.1), "blue": (0.1, 0.1, 0.9)}
+WORDS = ["<pad>", "<unk>", "a", "an", "item", "red", "green", "blue", "mug", "hat", "lamp", "soft", "bright", "nice"]
+
+
+class TinyImageEncoder(ImageEncoder):
+    """conv -> ReLU -> global mean, next to the per-channel means, -> linear. Any H, W."""
+
+    def __init__(self, dim: int = 8, seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.head = nn.Linear(7, dim)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+        self.spec = f"test:tiny-image-{dim}"
+        self.output_dim = dim
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images * 2 - 1  # normalisation inside the encoder, in torch
+        pooled = torch.relu(self.conv(x)).mean(dim=(2, 3))
+        return self.head(torch.cat([pooled, x.mean(dim=(2, 3))], dim=1))
+
+
+class TinyTextEncoder(TextEncoder):
+    """Whitespace tokenizer over a fixed vocabulary, mean of token embeddings -> linear."""
+
+    def __init__(self, dim: int = 8, seed: int = 1) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.vocab = {w: i for i, w in enumerate(WORDS)}
+        self.embedding = nn.Embedding(len(WORDS), 6, padding_idx=0)
+        self.head = nn.Linear(6, dim)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+            self.embedding.weight[0].zero_()
+        self.spec = f"test:tiny-text-{dim}"
+        self.output_dim = dim
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        ids = [[self.vocab.get(w, 1) for w in t.lower().split()] or [1] for t in texts]
+        length = max(len(x) for x in ids)
+        return torch.tensor([x + [0] * (length - len(x)) for x in ids], dtype=torch.long)
+
+    def decode(self, token_ids: torch.Tensor) -> list[str]:
+        return [" ".join(WORDS[i] for i in row.tolist() if i != 0) for row in token_ids]
+
+    @property
+    def token_embedding(self) -> nn.Embedding:
+        return self.embedding
+
+    def forward_embeddings(self, embeddings: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+        mask = (token_ids != 0).unsqueeze(-1).to(embeddings.dtype)
+        mean = (embeddings * mask).sum(1) / mask.sum(1).clamp_min(1)
+        return self.head(mean)
+
+
+def make_tiny_dataset(n_users: int = 60, n_items: int = 45, per_user: int = 8, seed: int = 0, size: int = 12) -> Dataset:
+    """Items have a colour shown in the image and named in the text; each user likes one colour."""
+    rng = np.random.default_rng(seed)
+    colours = [COLOURS[i % 3] for i in range(n_items)]
+    kinds = ["mug", "hat", "lamp"]
+    images, texts = [], []
+    for i, c in enumerate(colours):
+        base = torch.tensor(RGB[c]).view(3, 1, 1).expand(3, size, size)
+        noise = torch.from_numpy(rng.uniform(-0.08, 0.08, (3, size, size)).astype(np.float32))
+        images.append((base + noise).clamp(0, 1))
+        texts.append(f"a {rng.choice(['soft', 'bright', 'nice'])} {c} {kinds[(i // 3) % 3]}")
+    catalog = Catalog(item_ids=[f"i{i}" for i in range(n_items)], texts=texts, image_size=size, images=images)
+    users, items = [], []
+    by_colour = {c: np.array([i for i in range(n_items) if colours[i] == c]) for c in COLOURS}
+    # Popularity skew inside each colour, so some items stay cold.
+    for u in range(n_users):
+        pool = by_colour[COLOURS[u % 3]]
+        weights = 1.0 / np.arange(1, len(pool) + 1) ** 0.7
+        chosen = rng.choice(pool, size=min(per_user, len(pool)), replace=False, p=weights / weights.sum())
+        users += [u] * len(chosen)
+        items += chosen.tolist()
+    inter = Interactions.from_pairs(np.array(users), np.array(items), n_users, n_items)
+    return Dataset(name="tiny", catalog=catalog, interactions=inter)
+
+
+def clean_features(dataset: Dataset, image_encoder: ImageEncoder | None, text_encoder: TextEncoder | None) -> dict[str, torch.Tensor]:
+    out = {}
+    with torch.no_grad():
+        idx = list(range(dataset.n_items))
+        if image_encoder is not None:
+            out["visual"] = image_encoder(dataset.catalog.image_batch(idx))
+        if text_encoder is not None:
+            out["text"] = text_encoder(dataset.catalog.text_batch(idx))
+    return out
+
+
+def build(kind: str, dataset: Dataset, image_encoder=None, text_encoder=None, seed: int = 0, **config):
+    """A victim of ``kind`` on ``dataset`` with clean features and the encoders attached."""
+    from venomkit.victims.pipeline import build_victim
+
+    torch.manual_seed(seed)
+    fields = dict(config)
+    if image_encoder is not None:
+        fields["visual_dim"] = image_encoder.output_dim
+    if text_encoder is not None:
+        fields["text_dim"] = text_encoder.output_dim
+    victim = build_victim(kind, dataset.n_users, dataset.n_items, train=dataset.split.train, **fields)
+    victim.set_clean_features(clean_features(dataset, image_encoder, text_encoder))
+    victim.attach_encoders(image_encoder, text_encoder)
+    return victim

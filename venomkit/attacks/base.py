@@ -1,0 +1,605 @@
+"""The attack contract: validated budgets, eval mode, a final projection, batched targets.
+
+Every attack perturbs the RAW content of B target items at once -- images (B, 3, H, W) in
+[0, 1] and/or texts -- and the victim re-encodes that content through its own encoders (the
+threat model of a shop whose sellers control photos and descriptions, never feature vectors).
+
+* The constructor takes a config dataclass (validated in ``__post_init__``: ValueError naming
+  the field) or keyword overrides, and optionally a **surrogate** (a ``Victim`` or an
+  ``ImageEncoder`` swapped into the victim) for grey-box attacks: the perturbation is
+  optimised on the surrogate and then scored on the victim by re-encoding.
+* ``__call__`` puts the victim and the surrogate in eval mode with frozen parameters and
+  restores both afterwards, seeds every random choice per target (so a target's result does
+  not depend on which batch it ran in), and -- Foolbox style -- the BASE class enforces the
+  budget on whatever the subclass returns: projection to the L-inf or L2 ball around the clean
+  image, then to [0, 1]; texts over their budget are reverted to the clean text.
+* Targets must not interact: each target's objective depends on its own content only. For
+  victims whose item row i depends only on item i's features (VBPR, AMR) replacing B rows at
+  once is exact; graph victims (MMGCN, LightGCN-style propagation) couple items, so a batched
+  run is an approximation there -- set ``batch_targets=False`` for exact per-target runs.
+
+:class:`IterativeImageAttack` holds the one PGD-style loop (step, project) shared by FGSM,
+PGD, INSA, EXPA and TAaMR, which differ only in objective, budget and schedule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from venomkit.config import build_config, replace_config
+from venomkit.encoders.base import ImageEncoder
+from venomkit.victims.base import Victim
+
+
+# ----------------------------------------------------------------------------------------
+# Budgets
+# ----------------------------------------------------------------------------------------
+
+
+def project(adv: torch.Tensor, clean: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """Project ``adv`` (B, ...) to the ``norm`` ball of radius ``eps`` around ``clean``, then to [0, 1].
+
+    L-inf: clip each pixel's change to [-eps, eps]. L2: rescale each target's change to
+    L2 norm <= eps. Clipping to [0, 1] afterwards cannot leave either ball because ``clean``
+    lies in [0, 1] (it only shrinks each coordinate's change).
+    """
+    delta = adv - clean
+    if norm == "linf":
+        delta = delta.clamp(-eps, eps)
+    elif norm == "l2":
+        norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+        factor = (eps / norms).clamp(max=1.0)
+        delta = delta * factor.view(-1, *([1] * (delta.dim() - 1)))
+    else:
+        raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
+    return (clean + delta).clamp(0.0, 1.0)
+
+
+def token_edit_ratio(clean_ids: Sequence[int], adv_ids: Sequence[int]) -> float:
+    """Levenshtein distance between two token-id sequences over the clean length (0 = same)."""
+    a, b = list(clean_ids), list(adv_ids)
+    if not a:
+        return 0.0 if not b else float("inf")
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, y in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
+        prev = cur
+    return prev[-1] / len(a)
+
+
+# ----------------------------------------------------------------------------------------
+# Inputs, outputs
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Knowledge:
+    """What the adversary knows about the shop besides the model (all optional).
+
+    Attributes:
+        train: the users x items training interactions (CSR, binary). Used to mask items a
+            user has already seen when computing rank thresholds, as full-sort ranking does.
+        popularity: interactions per item (I,), e.g. a public best-seller list; EXPA, TAaMR
+            and the LLM rewrite pick their popular "hook" items from it.
+        texts: every item's description (I,), for style examples of popular items.
+        images: a callable ``indices -> (N, 3, H, W)`` giving catalog images (TAaMR's
+            popular class is the classifier's majority vote over popular items' images).
+        protected_words: per target, words the text attacks must not edit (category names).
+    """
+
+    train: sp.csr_matrix | None = None
+    popularity: np.ndarray | None = None
+    texts: Sequence[str] | None = None
+    images: Callable[[Sequence[int]], torch.Tensor] | None = None
+    protected_words: Sequence[Sequence[str]] | None = None
+
+    def popular_items(self, n: int) -> np.ndarray:
+        """The ``n`` most popular item indices (ties by index); ValueError without popularity."""
+        if self.popularity is None:
+            raise ValueError("this attack needs item popularity: pass Knowledge(popularity=...)")
+        order = np.lexsort((np.arange(len(self.popularity)), -np.asarray(self.popularity)))
+        return order[:n]
+
+    def subset(self, rows: Sequence[int]) -> "Knowledge":
+        """The same knowledge for a subset of the targets (per-target fields sliced)."""
+        words = None if self.protected_words is None else [self.protected_words[r] for r in rows]
+        return Knowledge(self.train, self.popularity, self.texts, self.images, words)
+
+
+@dataclass
+class AttackResult:
+    """Output of an attack on B targets.
+
+    ``adv_images`` (B, 3, H, W) in [0, 1] within budget (None for text-only attacks),
+    ``adv_texts`` (B strings; the clean texts for image-only attacks), ``diagnostics``
+    name -> (B,) float tensor per target (scores before/after on the victim, objective...).
+    """
+
+    item_index: torch.Tensor
+    adv_images: torch.Tensor | None
+    adv_texts: list[str] | None
+    diagnostics: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Forward:
+    """One evaluation of a model on perturbed content of the B targets.
+
+    ``features`` are the re-encoded per-modality rows (B, D_m) of the targets; the
+    embeddings ``(user_emb (U, d), item_emb (I, d))`` are computed on first use with those
+    rows replacing the targets' clean rows.
+    """
+
+    def __init__(self, model: Victim, item_index: torch.Tensor, features: Mapping[str, torch.Tensor], images: torch.Tensor | None = None):
+        self.model = model
+        self.item_index = item_index
+        self.features = dict(features)
+        self.images = images
+        self._emb: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._emb is None:
+            self._emb = self.model(self.model.features_with(self.item_index, self.features))
+        return self._emb
+
+    def target_scores(self, users: torch.Tensor | None) -> torch.Tensor:
+        """Scores (U', B) of the targets for ``users`` (all users when None)."""
+        user_emb, item_emb = self.embeddings
+        if users is not None:
+            user_emb = user_emb[users]
+        return user_emb @ item_emb[self.item_index].T
+
+
+# ----------------------------------------------------------------------------------------
+# Config and base class
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class AttackConfig:
+    """Settings every attack shares.
+
+    Attributes:
+        seed: seeds every random choice; target ``i`` draws from ``seed`` and its item index,
+            so its result is the same alone or in any batch.
+        batch_targets: optimise the B targets in one tensor (exact for item-independent
+            victims such as VBPR; an approximation for graph victims) or one at a time.
+    """
+
+    seed: int = 0
+    batch_targets: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.batch_targets, bool):
+            raise ValueError(f"batch_targets must be true or false, got {self.batch_targets!r}")
+
+
+def _check_positive(name: str, value: Any, integer: bool = False, allow_zero: bool = False) -> None:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        what = "an integer" if integer else "a number"
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {what} {bound}, got {value!r}")
+
+
+@contextlib.contextmanager
+def frozen_eval(*modules: nn.Module | None) -> Iterator[None]:
+    """Put modules in eval mode with ``requires_grad=False`` and restore both afterwards."""
+    modes: list[tuple[nn.Module, bool]] = []
+    grads: list[tuple[nn.Parameter, bool]] = []
+    seen: set[int] = set()
+    for module in modules:
+        if module is None:
+            continue
+        for sub in module.modules():
+            if id(sub) not in seen:
+                seen.add(id(sub))
+                modes.append((sub, sub.training))
+        for p in module.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                grads.append((p, p.requires_grad))
+    try:
+        for module in modules:
+            if module is not None:
+                module.eval()
+        for p, _ in grads:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for sub, mode in modes:
+            sub.training = mode
+        for p, flag in grads:
+            p.requires_grad_(flag)
+
+
+def victim_with_image_encoder(victim: Victim, encoder: ImageEncoder) -> Victim:
+    """A shallow copy of ``victim`` whose image encoder is ``encoder`` (grey-box surrogate).
+
+    The recommender's weights are shared; only the visual feature extractor differs, which
+    is the AIP/TAaMR grey-box setting (the adversary knows the model, not the CNN weights).
+    """
+    old = getattr(victim, "image_encoder", None)
+    if old is not None and getattr(old, "output_dim", None) not in (None, getattr(encoder, "output_dim", None)):
+        raise ValueError(
+            f"surrogate encoder output_dim {getattr(encoder, 'output_dim', None)} does not match the victim's "
+            f"image encoder output_dim {old.output_dim}"
+        )
+    clone = copy.copy(victim)
+    clone._modules = dict(victim._modules)  # nn.Module keeps submodules here; do not share the dict
+    clone.image_encoder = encoder
+    return clone
+
+
+def target_generator(seed: int, item: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """The random generator of one target: depends only on the seed and the item index."""
+    g = torch.Generator(device=device)
+    g.manual_seed((int(seed) * 1_000_003 + int(item) * 7919 + 17) % (2**63 - 1))
+    return g
+
+
+class Attack(ABC):
+    """Base of every attack (see the module docstring for the contract).
+
+    Subclasses set ``name``, ``config_class``, ``perturbs`` (which modalities they change)
+    and implement :meth:`perturb`. Image budgets come from ``config.eps`` and
+    ``config.norm`` when the config has them.
+    """
+
+    name: ClassVar[str] = "attack"
+    config_class: ClassVar[type[AttackConfig]] = AttackConfig
+    perturbs: ClassVar[tuple[str, ...]] = ("visual",)
+
+    def __init__(self, config: AttackConfig | Mapping[str, Any] | None = None, *, surrogate: Victim | ImageEncoder | None = None, **overrides: Any):
+        if config is None or isinstance(config, Mapping):
+            values = dict(config or {})
+            values.update(overrides)
+            config = build_config(self.config_class, values, where=self.name)
+        elif isinstance(config, self.config_class):
+            if overrides:
+                config = replace_config(config, overrides, where=self.name)
+        else:
+            raise ValueError(f"config must be a {self.config_class.__name__} or a mapping, got {type(config).__name__}")
+        if surrogate is not None and not isinstance(surrogate, (Victim, ImageEncoder)):
+            raise ValueError(f"surrogate must be a Victim or an ImageEncoder, got {type(surrogate).__name__}")
+        self.config = config
+        self.surrogate = surrogate
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config})"
+
+    # -- the contract ---------------------------------------------------------------------
+
+    def __call__(
+        self,
+        victim: Victim,
+        images: torch.Tensor | None,
+        texts: Sequence[str] | None,
+        item_index: torch.Tensor | Sequence[int],
+        users: torch.Tensor | Sequence[int] | None = None,
+        knowledge: Knowledge | None = None,
+    ) -> AttackResult:
+        """Attack targets ``item_index`` (B,) whose clean content is ``images``/``texts``.
+
+        ``users`` (U',) are the users whose scores the objective raises (all users when
+        None). Returns the budget-projected adversarial content and per-target diagnostics:
+        ``score_before``/``score_after`` (mean victim score over ``users``, re-encoded).
+        """
+        if not isinstance(victim, Victim):
+            raise ValueError(f"victim must be a venomkit Victim, got {type(victim).__name__}")
+        item_index = torch.as_tensor(item_index, dtype=torch.long).reshape(-1)
+        b = item_index.numel()
+        if b == 0:
+            raise ValueError("item_index is empty: pass at least one target")
+        if len(set(item_index.tolist())) != b:
+            raise ValueError("item_index has repeated targets; each target must appear once")
+        device = _device_of(victim)
+        item_index = item_index.to(device)
+        if images is not None:
+            if images.dim() != 4 or images.shape[1] != 3 or images.shape[0] != b:
+                raise ValueError(f"images must have shape (B={b}, 3, H, W), got {tuple(images.shape)}")
+            if not torch.is_floating_point(images) or images.min() < 0 or images.max() > 1:
+                raise ValueError("images must be float tensors in [0, 1]")
+            images = images.detach().to(device)
+        if texts is not None:
+            texts = list(texts)
+            if len(texts) != b or not all(isinstance(t, str) for t in texts):
+                raise ValueError(f"texts must be {b} strings, one per target")
+        if "visual" in self.perturbs and images is None:
+            raise ValueError(f"{self.name} perturbs images: pass the targets' clean images")
+        if "text" in self.perturbs and texts is None:
+            raise ValueError(f"{self.name} perturbs texts: pass the targets' clean texts")
+        if users is not None:
+            users = torch.as_tensor(users, dtype=torch.long).reshape(-1).to(device)
+            if users.numel() == 0:
+                raise ValueError("users is empty: pass None for all users")
+        knowledge = knowledge or Knowledge()
+        if knowledge.protected_words is not None and len(knowledge.protected_words) != b:
+            raise ValueError(f"knowledge.protected_words must have one entry per target ({b})")
+        model = self._attack_model(victim)
+        with frozen_eval(victim, model if model is not victim else None):
+            with torch.no_grad():
+                before = _mean_scores(victim, images, texts, item_index, users)
+            if self.config.batch_targets or b == 1:
+                adv_images, adv_texts, diag = self.perturb(model, images, texts, item_index, users, knowledge)
+            else:
+                adv_images, adv_texts, diag = self._per_target(model, images, texts, item_index, users, knowledge)
+            adv_images = self._enforce_image_budget(adv_images, images)
+            adv_texts, reverted = self._enforce_text_budget(victim, adv_texts, texts)
+            with torch.no_grad():
+                after = _mean_scores(victim, adv_images if adv_images is not None else images, adv_texts if adv_texts is not None else texts, item_index, users)
+        diagnostics = {k: v.detach().float().reshape(b).cpu() for k, v in diag.items()}
+        diagnostics["score_before"] = before.cpu()
+        diagnostics["score_after"] = after.cpu()
+        if reverted is not None:
+            diagnostics["text_reverted"] = reverted.float()
+        return AttackResult(item_index.cpu(), adv_images, adv_texts if adv_texts is not None else texts, diagnostics)
+
+    @abstractmethod
+    def perturb(
+        self,
+        model: Victim,
+        images: torch.Tensor | None,
+        texts: list[str] | None,
+        item_index: torch.Tensor,
+        users: torch.Tensor | None,
+        knowledge: Knowledge,
+    ) -> tuple[torch.Tensor | None, list[str] | None, dict[str, torch.Tensor]]:
+        """Return (adversarial images or None, adversarial texts or None, diagnostics (B,) each).
+
+        ``model`` is the victim (white-box) or the surrogate (grey-box), already in eval mode.
+        The base class projects the images to the budget afterwards.
+        """
+
+    # -- budget ---------------------------------------------------------------------------
+
+    def _enforce_image_budget(self, adv: torch.Tensor | None, clean: torch.Tensor | None) -> torch.Tensor | None:
+        if adv is None:
+            return None
+        if clean is None:
+            raise RuntimeError(f"{self.name} returned images but none were given")
+        if adv.shape != clean.shape:
+            raise RuntimeError(f"{self.name} returned images of shape {tuple(adv.shape)}, expected {tuple(clean.shape)}")
+        eps = getattr(self.config, "eps", None)
+        norm = getattr(self.config, "norm", "linf")
+        adv = adv.detach()
+        if eps is None:
+            return adv.clamp(0.0, 1.0)
+        return project(adv, clean, float(eps), norm)
+
+    def text_within_budget(self, victim: Victim, clean: str, adv: str) -> bool:
+        """Whether ``adv`` respects this attack's text budget (subclasses with one override)."""
+        return True
+
+    def _enforce_text_budget(self, victim: Victim, adv: list[str] | None, clean: list[str] | None) -> tuple[list[str] | None, torch.Tensor | None]:
+        if adv is None:
+            return None, None
+        if clean is None or len(adv) != len(clean):
+            raise RuntimeError(f"{self.name} returned {len(adv)} texts for {0 if clean is None else len(clean)} targets")
+        reverted = torch.tensor([not self.text_within_budget(victim, c, a) for c, a in zip(clean, adv)])
+        out = [c if r else a for c, a, r in zip(clean, adv, reverted.tolist())]
+        return out, reverted
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _attack_model(self, victim: Victim) -> Victim:
+        if self.surrogate is None:
+            return victim
+        if isinstance(self.surrogate, Victim):
+            return self.surrogate
+        return victim_with_image_encoder(victim, self.surrogate)
+
+    def _per_target(self, model, images, texts, item_index, users, knowledge):
+        imgs: list[torch.Tensor] = []
+        txts: list[str] = []
+        diags: dict[str, list[torch.Tensor]] = {}
+        got_images = got_texts = False
+        for r in range(item_index.numel()):
+            sl = slice(r, r + 1)
+            a_img, a_txt, d = self.perturb(
+                model,
+                None if images is None else images[sl],
+                None if texts is None else texts[sl],
+                item_index[sl],
+                users,
+                knowledge.subset([r]),
+            )
+            if a_img is not None:
+                got_images = True
+                imgs.append(a_img)
+            if a_txt is not None:
+                got_texts = True
+                txts.extend(a_txt)
+            for k, v in d.items():
+                diags.setdefault(k, []).append(v.reshape(1))
+        return (
+            torch.cat(imgs) if got_images else None,
+            txts if got_texts else None,
+            {k: torch.cat(v) for k, v in diags.items()},
+        )
+
+    def fixed_features(self, model: Victim, images: torch.Tensor | None, texts: Sequence[str] | None) -> dict[str, torch.Tensor]:
+        """Features of the modalities this attack does NOT perturb (encoded once, no grad)."""
+        out: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            if "visual" in model.modalities and "visual" not in self.perturbs and images is not None:
+                out["visual"] = model.image_encoder(images)
+            if "text" in model.modalities and "text" not in self.perturbs and texts is not None:
+                out["text"] = model.text_encoder(list(texts))
+        return out
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    for p in module.parameters():
+        return p.device
+    for buf in module.buffers():
+        return buf.device
+    return torch.device("cpu")
+
+
+def _mean_scores(victim: Victim, images, texts, item_index, users) -> torch.Tensor:
+    """Mean victim score of each target over ``users`` with its content re-encoded (B,)."""
+    if not victim.modalities:
+        user_emb, item_emb = victim()
+    else:
+        user_emb, item_emb = victim.item_representations(images, texts, item_index)
+    if users is not None:
+        user_emb = user_emb[users]
+    return (user_emb @ item_emb[item_index].T).mean(0)
+
+
+# ----------------------------------------------------------------------------------------
+# The shared iterative pixel loop
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class IterativeConfig(AttackConfig):
+    """Budget and schedule of the shared PGD-style loop.
+
+    Attributes:
+        eps: perturbation budget (L-inf: per pixel in [0, 1] units; L2: per image).
+        norm: ``linf`` or ``l2``.
+        steps: gradient steps (1 with ``step_size = eps`` and no random start is FGSM).
+        step_size: first step length; None means ``2.5 * eps / steps`` (Madry et al. 2018).
+        schedule: ``constant``, ``cosine`` or ``linear`` decay of the step length.
+        random_start: start from a uniform point in the L-inf ball (or the L2 ball).
+        keep_best: return, per target, the iterate with the lowest objective seen.
+    """
+
+    eps: float = 8 / 255
+    norm: Literal["linf", "l2"] = "linf"
+    steps: int = 10
+    step_size: float | None = None
+    schedule: Literal["constant", "cosine", "linear"] = "constant"
+    random_start: bool = True
+    keep_best: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_positive("eps", self.eps)
+        if self.norm not in ("linf", "l2"):
+            raise ValueError(f"norm must be 'linf' or 'l2', got {self.norm!r}")
+        if self.norm == "linf" and self.eps > 1:
+            raise ValueError(f"eps must be <= 1 for an L-inf budget on [0, 1] images, got {self.eps}")
+        _check_positive("steps", self.steps, integer=True)
+        if self.step_size is not None:
+            _check_positive("step_size", self.step_size)
+        if self.schedule not in ("constant", "cosine", "linear"):
+            raise ValueError(f"schedule must be 'constant', 'cosine' or 'linear', got {self.schedule!r}")
+        for name in ("random_start", "keep_best"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+    def step_length(self, t: int) -> float:
+        """Step length at iteration ``t`` (0-based) under the schedule."""
+        base = self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
+        if self.schedule == "constant" or self.steps == 1:
+            return base
+        frac = t / (self.steps - 1)
+        if self.schedule == "cosine":
+            return base * 0.5 * (1 + math.cos(math.pi * frac)) + base * 0.05
+        return base * (1 - frac) + base * 0.05
+
+
+class IterativeImageAttack(Attack):
+    """PGD-style loop over the targets' pixels: x <- Proj(x - a_t * dir(grad L(x))).
+
+    ``dir`` is sign() for L-inf and grad/||grad||_2 for L2. Subclasses provide the objective
+    through :meth:`build_objective`; ``L`` returns one loss per target (B,) to MINIMISE,
+    summed for the backward pass (targets do not interact, so each image gets its own
+    gradient).
+    """
+
+    config_class: ClassVar[type[AttackConfig]] = IterativeConfig
+    perturbs: ClassVar[tuple[str, ...]] = ("visual",)
+
+    @abstractmethod
+    def build_objective(self, model: Victim, images: torch.Tensor, texts, item_index, users, knowledge) -> Callable[[Forward], torch.Tensor]:
+        """The per-target loss (B,) to minimise, prepared for these targets."""
+
+    def perturb(self, model, images, texts, item_index, users, knowledge):
+        cfg: IterativeConfig = self.config  # type: ignore[assignment]
+        objective = self.build_objective(model, images, texts, item_index, users, knowledge)
+        fixed = self.fixed_features(model, images, texts)
+
+        def loss_fn(x: torch.Tensor) -> torch.Tensor:
+            feats = dict(fixed)
+            feats["visual"] = model.image_encoder(x)
+            return objective(Forward(model, item_index, feats, images=x))
+
+        adv, best_loss, first_loss = pgd_loop(loss_fn, images, cfg, item_index)
+        return adv, None, {"objective_before": first_loss, "objective_after": best_loss}
+
+
+def random_start(clean: torch.Tensor, eps: float, norm: str, seed: int, item_index: torch.Tensor) -> torch.Tensor:
+    """A uniform start in the budget ball, drawn per target from its own generator."""
+    noise = []
+    for r, item in enumerate(item_index.tolist()):
+        g = target_generator(seed, item)
+        if norm == "linf":
+            n = torch.rand(clean.shape[1:], generator=g) * 2 - 1
+            n = n * eps
+        else:
+            n = torch.randn(clean.shape[1:], generator=g)
+            radius = torch.rand((), generator=g) * eps
+            n = n / n.norm().clamp_min(1e-12) * radius
+        noise.append(n)
+    return project(clean + torch.stack(noise).to(clean.device, clean.dtype), clean, eps, norm)
+
+
+def pgd_loop(
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    clean: torch.Tensor,
+    cfg: IterativeConfig,
+    item_index: torch.Tensor,
+    extra_step: Callable[[int], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run the shared loop; returns (adversarial (B,3,H,W), final/best loss (B,), clean loss (B,)).
+
+    ``extra_step(t)`` runs after each pixel step (the joint attack alternates token flips).
+    """
+    with torch.no_grad():
+        first_loss = loss_fn(clean).detach()
+    x = random_start(clean, cfg.eps, cfg.norm, cfg.seed, item_index) if cfg.random_start else clean.clone()
+    best = x.clone()
+    best_loss = torch.full_like(first_loss, float("inf"))
+    for t in range(cfg.steps):
+        x = x.detach().requires_grad_(True)
+        loss = loss_fn(x)
+        (grad,) = torch.autograd.grad(loss.sum(), x)
+        with torch.no_grad():
+            if cfg.keep_best:
+                better = loss.detach() < best_loss
+                best[better] = x.detach()[better]
+                best_loss = torch.where(better, loss.detach(), best_loss)
+            alpha = cfg.step_length(t)
+            if cfg.norm == "linf":
+                direction = grad.sign()
+            else:
+                direction = grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+            x = project(x - alpha * direction, clean, cfg.eps, cfg.norm)
+        if extra_step is not None:
+            extra_step(t)
+    with torch.no_grad():
+        final_loss = loss_fn(x).detach()
+    if not cfg.keep_best:
+        return x.detach(), final_loss, first_loss
+    better = final_loss < best_loss
+    best[better] = x.detach()[better]
+    best_loss = torch.where(better, final_loss, best_loss)
+    return best, best_loss, first_loss

@@ -1,0 +1,39 @@
+"""EXPA: the expert attack of AIP (Liu & Larson, WWW 2021).
+
+The expert knows the visual feature extractor but not the recommender: it moves the target
+image's features to the mean feature of the most popular ("hook") items
+(:class:`~venomkit.attacks.objectives.EXPA`) with the shared PGD loop. Default budget 32/255
+as in AIP. Needs ``Knowledge(popularity=...)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from venomkit.attacks.base import AttackConfig, IterativeConfig, IterativeImageAttack
+from venomkit.attacks.objectives import EXPA as EXPAObjective
+
+
+@dataclass
+class EXPAConfig(IterativeConfig):
+    """EXPA: eps 32/255 L-inf, 20 steps; ``n_hooks`` popular items whose mean feature is the goal."""
+
+    eps: float = 32 / 255
+    steps: int = 20
+    n_hooks: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.n_hooks, bool) or not isinstance(self.n_hooks, int) or self.n_hooks < 1:
+            raise ValueError(f"n_hooks must be a positive integer, got {self.n_hooks!r}")
+
+
+class EXPA(IterativeImageAttack):
+    """AIP's expert attack on raw pixels."""
+
+    name: ClassVar[str] = "expa"
+    config_class: ClassVar[type[AttackConfig]] = EXPAConfig
+
+    def build_objective(self, model, images, texts, item_index, users, knowledge):
+        return EXPAObjective(self.config.n_hooks).prepare(model, item_index, users, knowledge)

@@ -1,0 +1,56 @@
+"""FGSM promotion attack (Goodfellow et al., ICLR 2015) on raw pixels.
+
+One step of length ``eps`` along the sign (L-inf) or the normalised gradient (L2) of the
+promotion loss, from the clean image: the shared loop with ``steps=1``, no random start.
+Default budget 8/255 (TAaMR, Di Noia et al. 2020).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from venomkit.attacks.base import AttackConfig, IterativeConfig, _check_positive, pgd_loop, Forward, IterativeImageAttack
+from venomkit.attacks.pgd import PromotionConfig
+
+
+@dataclass
+class FGSMConfig(AttackConfig, PromotionConfig):
+    """FGSM budget: ``eps`` (8/255) in the ``norm`` ball (``linf`` or ``l2``)."""
+
+    eps: float = 8 / 255
+    norm: Literal["linf", "l2"] = "linf"
+
+    def __post_init__(self) -> None:
+        AttackConfig.__post_init__(self)
+        _check_positive("eps", self.eps)
+        if self.norm not in ("linf", "l2"):
+            raise ValueError(f"norm must be 'linf' or 'l2', got {self.norm!r}")
+        if self.norm == "linf" and self.eps > 1:
+            raise ValueError(f"eps must be <= 1 for an L-inf budget on [0, 1] images, got {self.eps}")
+        self.check_promotion()
+
+    def loop(self) -> IterativeConfig:
+        return IterativeConfig(seed=self.seed, eps=self.eps, norm=self.norm, steps=1, step_size=self.eps, random_start=False, keep_best=False)
+
+
+class FGSM(IterativeImageAttack):
+    """Fast gradient sign method on the promotion loss."""
+
+    name: ClassVar[str] = "fgsm"
+    config_class: ClassVar[type[AttackConfig]] = FGSMConfig
+
+    def build_objective(self, model, images, texts, item_index, users, knowledge):
+        return self.config.promotion_objective().prepare(model, item_index, users, knowledge)
+
+    def perturb(self, model, images, texts, item_index, users, knowledge):
+        objective = self.build_objective(model, images, texts, item_index, users, knowledge)
+        fixed = self.fixed_features(model, images, texts)
+
+        def loss_fn(x):
+            feats = dict(fixed)
+            feats["visual"] = model.image_encoder(x)
+            return objective(Forward(model, item_index, feats, images=x))
+
+        adv, final, first = pgd_loop(loss_fn, images, self.config.loop(), item_index)
+        return adv, None, {"objective_before": first, "objective_after": final}

@@ -1,0 +1,258 @@
+"""White-box token substitution: HotFlip (Ebrahimi et al., ACL 2018) on item descriptions.
+
+The victim's text encoder exposes its token-embedding table ``E`` (V, d) and encodes input
+embeddings directly, so the first-order change of the promotion loss when position ``p``
+switches from token ``w`` to token ``v`` is
+
+    dL(p, w -> v) ~= (E[v] - E[w]) . dL/de_p
+
+(Ebrahimi et al., Eq. 2). Each round scores every (position, token) pair with one backward
+pass, evaluates the ``n_candidates`` best flips exactly (re-encoding the decoded strings,
+which is what the victim will see), and keeps the best one if it lowers the loss, until the
+budget -- ``max_edit_ratio`` of the text's tokens -- is spent. Constraints: stop-words and
+the item's category word(s) can be kept unedited; a flip is only accepted when decoding then
+re-tokenising gives back exactly the optimised tokens (so the saved text is the attack).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
+
+import torch
+
+from venomkit.attacks.base import Attack, AttackConfig, Forward, Knowledge, token_edit_ratio
+from venomkit.attacks.pgd import PromotionConfig
+from venomkit.encoders.base import TextEncoder
+from venomkit.victims.base import Victim
+
+STOP_WORDS = frozenset(
+    "a an the and or but of in on at to for from by with without as is are was were be been it its this that "
+    "these those i you he she we they me my your our their his her not no so very just than then there here "
+    "into over under about up down out off all any each some such only own same too can will".split()
+)
+
+
+@dataclass
+class TextBudgetConfig:
+    """Token-edit budget and constraints shared by the token and joint attacks.
+
+    Attributes:
+        max_edit_ratio: share of the text's tokens that may be substituted, in (0, 1].
+        n_candidates: first-order candidates evaluated exactly per round.
+        keep_stopwords: never edit stop-words.
+        protect_category: never edit the words in ``Knowledge.protected_words`` (the
+            runner passes each item's category).
+        word_tokens_only: substitute only whole-word alphabetic tokens.
+    """
+
+    max_edit_ratio: float = 0.25
+    n_candidates: int = 8
+    keep_stopwords: bool = True
+    protect_category: bool = True
+    word_tokens_only: bool = True
+
+    def check_text_budget(self) -> None:
+        r = self.max_edit_ratio
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or not 0 < r <= 1:
+            raise ValueError(f"max_edit_ratio must be in (0, 1], got {r!r}")
+        if isinstance(self.n_candidates, bool) or not isinstance(self.n_candidates, int) or self.n_candidates < 1:
+            raise ValueError(f"n_candidates must be a positive integer, got {self.n_candidates!r}")
+        for name in ("keep_stopwords", "protect_category", "word_tokens_only"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+
+@dataclass
+class HotFlipConfig(AttackConfig, PromotionConfig, TextBudgetConfig):
+    """HotFlip on the promotion loss; every field is documented in its mixin."""
+
+    def __post_init__(self) -> None:
+        AttackConfig.__post_init__(self)
+        self.check_promotion()
+        self.check_text_budget()
+
+
+class _Vocab:
+    """Per-encoder token facts: special tokens and whole-word candidate tokens."""
+
+    _cache: dict[int, "_Vocab"] = {}
+
+    def __init__(self, encoder: TextEncoder):
+        weight = encoder.token_embedding.weight
+        n = weight.shape[0]
+        ids = torch.arange(n).view(-1, 1)
+        strings: list[str] = []
+        for start in range(0, n, 4096):
+            strings.extend(encoder.decode(ids[start : start + 4096]))
+        self.strings = [s.strip().lower() for s in strings]
+        self.special = torch.tensor([s == "" for s in self.strings])
+        self.word = torch.tensor([s.isalpha() and len(s) >= 2 for s in self.strings])
+
+    @classmethod
+    def of(cls, encoder: TextEncoder) -> "_Vocab":
+        key = id(encoder)
+        if key not in cls._cache:
+            cls._cache[key] = cls(encoder)
+        return cls._cache[key]
+
+
+def real_tokens(encoder: TextEncoder, text: str) -> list[int]:
+    """Token ids of ``text`` without special/padding tokens."""
+    vocab = _Vocab.of(encoder)
+    ids = encoder.tokenize([text])[0].tolist()
+    return [t for t in ids if not vocab.special[t]]
+
+
+def _protected_positions(encoder: TextEncoder, ids: torch.Tensor, words: Sequence[str]) -> torch.Tensor:
+    """(L,) bool: positions belonging to any of ``words`` (matched as token subsequences)."""
+    mask = torch.zeros(ids.shape[0], dtype=torch.bool)
+    seq = ids.tolist()
+    for word in words:
+        for variant in {word, word.lower()}:
+            sub = real_tokens(encoder, variant)
+            if not sub:
+                continue
+            for start in range(len(seq) - len(sub) + 1):
+                if seq[start : start + len(sub)] == sub:
+                    mask[start : start + len(sub)] = True
+    return mask
+
+
+class TextFlipper:
+    """The HotFlip machinery on the B targets' token ids (shared by the token and joint attacks)."""
+
+    def __init__(self, encoder: TextEncoder, texts: list[str], cfg: TextBudgetConfig, knowledge: Knowledge, device: torch.device):
+        self.encoder, self.cfg, self.device = encoder, cfg, device
+        self.vocab = _Vocab.of(encoder)
+        self.clean_texts = list(texts)
+        self.ids = encoder.tokenize(list(texts)).to(device)  # (B, L)
+        special = self.vocab.special.to(device)[self.ids]
+        editable = ~special
+        if cfg.word_tokens_only:
+            editable &= self.vocab.word.to(device)[self.ids]
+        if cfg.keep_stopwords:
+            stop = torch.tensor([[self.vocab.strings[t] in STOP_WORDS for t in row] for row in self.ids.tolist()], device=device)
+            editable &= ~stop
+        if cfg.protect_category and knowledge.protected_words is not None:
+            for b, words in enumerate(knowledge.protected_words):
+                editable[b] &= ~_protected_positions(encoder, self.ids[b].cpu(), [str(w) for w in words]).to(device)
+        self.editable = editable
+        n_real = (~special).sum(1)
+        self.budget = torch.floor(n_real.float() * cfg.max_edit_ratio + 1e-6).long()
+        self.edits = torch.zeros_like(self.budget)
+        self.edited = torch.zeros_like(editable)
+        self.stopped = torch.zeros(len(texts), dtype=torch.bool, device=device)
+        self.texts = list(texts)
+        candidates = ~self.vocab.special
+        if cfg.word_tokens_only:
+            candidates &= self.vocab.word
+        self.candidate_ids = torch.nonzero(candidates).view(-1).to(device)
+
+    def active(self) -> torch.Tensor:
+        return (self.edits < self.budget) & ~self.stopped & (self.editable & ~self.edited).any(1)
+
+    def embeddings(self) -> torch.Tensor:
+        return self.encoder.token_embedding(self.ids)
+
+    def propose(self, grad: torch.Tensor) -> list[list[tuple[int, int, str]]]:
+        """Per target, up to n_candidates (position, token, decoded text) flips ranked first-order."""
+        table = self.encoder.token_embedding.weight.detach()
+        cand_emb = table[self.candidate_ids]  # (Vc, d)
+        out: list[list[tuple[int, int, str]]] = []
+        active = self.active().tolist()
+        for b in range(self.ids.shape[0]):
+            found: list[tuple[int, int, str]] = []
+            if active[b]:
+                pos = torch.nonzero(self.editable[b] & ~self.edited[b]).view(-1)
+                g = grad[b, pos]  # (P, d)
+                gain = g @ cand_emb.T - (g * table[self.ids[b, pos]]).sum(1, keepdim=True)  # (P, Vc)
+                same = self.candidate_ids.view(1, -1) == self.ids[b, pos].view(-1, 1)
+                gain = gain.masked_fill(same, float("inf"))
+                flat = gain.flatten()
+                order = flat.topk(min(flat.numel(), self.cfg.n_candidates * 8), largest=False).indices
+                for o in order.tolist():
+                    if flat[o] >= 0 or not math.isfinite(flat[o].item()):
+                        break
+                    p = int(pos[o // gain.shape[1]])
+                    v = int(self.candidate_ids[o % gain.shape[1]])
+                    new = self.ids[b].clone()
+                    new[p] = v
+                    text = self.encoder.decode(new.view(1, -1).cpu())[0]
+                    # Accept only flips the victim will see exactly: the round trip must return these tokens.
+                    if torch.equal(self.encoder.tokenize([text])[0].to(self.device), new):
+                        found.append((p, v, text))
+                    if len(found) >= self.cfg.n_candidates:
+                        break
+            out.append(found)
+        return out
+
+    def step(self, grad: torch.Tensor, loss_of_texts, current_loss: torch.Tensor) -> torch.Tensor:
+        """One HotFlip round: propose, evaluate exactly, keep improvements; returns the new losses (B,)."""
+        proposals = self.propose(grad)
+        width = max((len(p) for p in proposals), default=0)
+        if width == 0:
+            self.stopped[:] = True
+            return current_loss
+        best_loss = current_loss.clone()
+        best_choice: list[tuple[int, int, str] | None] = [None] * len(proposals)
+        for c in range(width):
+            texts_c = [p[c][2] if c < len(p) else self.texts[b] for b, p in enumerate(proposals)]
+            with torch.no_grad():
+                loss_c = loss_of_texts(texts_c)
+            for b, p in enumerate(proposals):
+                if c < len(p) and loss_c[b] < best_loss[b] - 1e-7:
+                    best_loss[b] = loss_c[b]
+                    best_choice[b] = p[c]
+        for b, choice in enumerate(best_choice):
+            if choice is None:
+                # No proposal lowers the loss (or none survives the round trip): this target is done.
+                self.stopped[b] = True
+                continue
+            p, v, text = choice
+            self.ids[b, p] = v
+            self.edited[b, p] = True
+            self.edits[b] += 1
+            self.texts[b] = text
+        return best_loss
+
+
+class TokenHotFlip(Attack):
+    """HotFlip token substitution on the targets' descriptions (white-box, text encoder's vocab)."""
+
+    name: ClassVar[str] = "token_hotflip"
+    config_class: ClassVar[type[AttackConfig]] = HotFlipConfig
+    perturbs: ClassVar[tuple[str, ...]] = ("text",)
+
+    def text_within_budget(self, victim: Victim, clean: str, adv: str) -> bool:
+        if clean == adv:
+            return True
+        enc = victim.text_encoder
+        return token_edit_ratio(real_tokens(enc, clean), real_tokens(enc, adv)) <= self.config.max_edit_ratio + 1e-9
+
+    def perturb(self, model, images, texts, item_index, users, knowledge):
+        if "text" not in model.modalities or model.text_encoder is None:
+            raise ValueError(f"{self.name} edits texts: the victim reads no text")
+        cfg: HotFlipConfig = self.config  # type: ignore[assignment]
+        objective = cfg.promotion_objective().prepare(model, item_index, users, knowledge)
+        fixed = self.fixed_features(model, images, texts)
+        enc = model.text_encoder
+        flipper = TextFlipper(enc, list(texts), cfg, knowledge, item_index.device)
+
+        def loss_of_texts(batch_texts: list[str]) -> torch.Tensor:
+            feats = dict(fixed)
+            feats["text"] = enc(batch_texts)
+            return objective(Forward(model, item_index, feats))
+
+        with torch.no_grad():
+            first = loss_of_texts(flipper.texts)
+        loss = first.clone()
+        while bool(flipper.active().any()):
+            emb = flipper.embeddings().detach().requires_grad_(True)
+            feats = dict(fixed)
+            feats["text"] = enc.forward_embeddings(emb, flipper.ids)
+            (grad,) = torch.autograd.grad(objective(Forward(model, item_index, feats)).sum(), emb)
+            loss = flipper.step(grad, loss_of_texts, loss)
+        out_texts = [t if int(n) > 0 else c for t, c, n in zip(flipper.texts, texts, flipper.edits)]
+        return None, out_texts, {"objective_before": first, "objective_after": loss, "edits": flipper.edits.float()}

@@ -1,0 +1,352 @@
+"""The victim interface: a recommender that scores items from features of their raw content.
+
+Every victim is a ``Victim`` (an ``nn.Module``) with
+
+* ``modalities``: which content features it reads, a subset of ``("visual", "text")``
+  (LightGCN reads none), always in that order;
+* ``forward(features) -> (user_emb (U, d), item_emb (I, d))``: the model, differentiable in
+  the per-item feature tables ``features[m]`` of shape (I, D_m). Scores are
+  ``user_emb @ item_emb.T``; biases are folded into extra columns so every victim is a dot
+  product (this is what lets full-sort evaluation be one matmul per user block);
+* ``item_representations(images, texts, item_index)``: the threat model of a real shop --
+  replace the content of items ``item_index`` with raw ``images`` (B, 3, H, W) in [0, 1]
+  and ``texts``, re-encode them through the victim's own encoders, and return the new
+  (user_emb, item_emb), differentiable with respect to the pixels.
+
+Victims hold their frozen content encoders (``image_encoder``, ``text_encoder``), loaded by
+name, and a buffer of the clean catalog's features. A checkpoint is a folder with
+``config.json`` and ``model.safetensors``; encoders are stored by their spec, never pickled:
+``state_dict()`` leaves the encoders out, and ``load_state_dict`` does not expect them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from venomkit.encoders.base import ImageEncoder, TextEncoder
+
+Features = Mapping[str, torch.Tensor]
+
+MODALITIES: tuple[str, ...] = ("visual", "text")
+"""Every content modality, in the one order used everywhere (never swapped)."""
+
+_ENCODER_ATTRS = ("image_encoder", "text_encoder")
+
+
+@dataclass
+class VictimConfig:
+    """Fields every victim shares (subclasses add their own; all validated at construction).
+
+    Attributes:
+        n_users, n_items: sizes of the user and item index spaces (>= 1).
+        embed_dim: width of the ID embeddings (>= 1).
+        visual_dim, text_dim: widths of the visual / text feature tables; 0 means the victim
+            does not read that modality. They must equal the encoders' ``output_dim``.
+        image_encoder, text_encoder: specs the encoders are loaded from (``zoo:NAME``, a
+            folder, a model id), stored so a checkpoint can reload them; ``None`` when unknown.
+        reg_weight: L2 weight on the batch's output embeddings in the BPR loss (>= 0).
+    """
+
+    n_users: int
+    n_items: int
+    embed_dim: int = 64
+    visual_dim: int = 0
+    text_dim: int = 0
+    image_encoder: str | None = None
+    text_encoder: str | None = None
+    reg_weight: float = 1e-4
+
+    def __post_init__(self) -> None:
+        for name in ("n_users", "n_items", "embed_dim"):
+            _check_int(self, name, minimum=1)
+        for name in ("visual_dim", "text_dim"):
+            _check_int(self, name, minimum=0)
+        _check_float(self, "reg_weight", minimum=0.0)
+        for name in ("image_encoder", "text_encoder"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"{type(self).__name__}.{name} must be a non-empty string or None, got {value!r}")
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities with a non-zero feature width, in canonical order."""
+        return tuple(m for m in MODALITIES if self.feature_dim(m) > 0)
+
+    def feature_dim(self, modality: str) -> int:
+        if modality == "visual":
+            return self.visual_dim
+        if modality == "text":
+            return self.text_dim
+        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "VictimConfig":
+        """Build from a JSON dict; an unknown or missing field is a ValueError naming it."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known fields are {sorted(known)}")
+        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}  # type: ignore[misc]
+        missing = sorted(required - set(values))
+        if missing:
+            raise ValueError(f"{cls.__name__}: missing field(s) {missing}")
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name in values:
+                value = values[f.name]
+                # JSON has no tuples: restore them where the field default is one.
+                if isinstance(value, list) and isinstance(f.default, tuple):
+                    value = tuple(value)
+                kwargs[f.name] = value
+        return cls(**kwargs)
+
+
+def _check_int(cfg: object, name: str, minimum: int) -> None:
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{type(cfg).__name__}.{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_float(cfg: object, name: str, minimum: float | None = None, maximum: float | None = None, strict_min: bool = False) -> None:
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ValueError(f"{type(cfg).__name__}.{name} must be a number, got {value!r}")
+    if minimum is not None and (value < minimum or (strict_min and value == minimum)):
+        op = ">" if strict_min else ">="
+        raise ValueError(f"{type(cfg).__name__}.{name} must be {op} {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{type(cfg).__name__}.{name} must be <= {maximum}, got {value!r}")
+    setattr(cfg, name, float(value))
+
+
+class Victim(nn.Module, ABC):
+    """Base class of the recommenders venomkit attacks and hardens (see module docstring).
+
+    Subclasses set ``kind`` and ``config_class``, call ``super().__init__(config)`` and
+    implement ``forward``. The base holds the clean feature tables as buffers
+    ``features_visual`` (I, visual_dim) and ``features_text`` (I, text_dim) -- saved in the
+    checkpoint so loading needs no re-extraction -- and the frozen encoders.
+    """
+
+    kind: ClassVar[str]
+    config_class: ClassVar[type[VictimConfig]] = VictimConfig
+    modalities: tuple[str, ...] = ()
+
+    image_encoder: ImageEncoder | None
+    text_encoder: TextEncoder | None
+
+    def __init__(self, config: VictimConfig) -> None:
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+        self.modalities = config.modalities
+        self.image_encoder = None
+        self.text_encoder = None
+        for m in self.modalities:
+            self.register_buffer(f"features_{m}", torch.zeros(config.n_items, config.feature_dim(m)))
+
+    # ----------------------------------------------------------------- model
+    @abstractmethod
+    def forward(self, features: Features | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(user_emb (U, d), item_emb (I, d)); ``features`` defaults to the clean catalog's."""
+
+    @property
+    def n_users(self) -> int:
+        return self.config.n_users
+
+    @property
+    def n_items(self) -> int:
+        return self.config.n_items
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.parameters():
+            return tensor.device
+        for tensor in self.buffers():
+            return tensor.device
+        return torch.device("cpu")
+
+    def resolve_features(self, features: Features | None) -> dict[str, torch.Tensor]:
+        """The clean tables with any given modality replaced; shapes checked. Keys in canonical order."""
+        clean = self.clean_features()
+        if features is None:
+            return clean
+        unknown = set(features) - set(self.modalities)
+        if unknown:
+            raise ValueError(f"{self.kind} reads modalities {self.modalities}; got features for {sorted(unknown)}")
+        out = {}
+        for m in self.modalities:
+            table = features.get(m, clean[m])
+            if table.shape != clean[m].shape:
+                raise ValueError(f"{self.kind}: features[{m!r}] must have shape {tuple(clean[m].shape)}, got {tuple(table.shape)}")
+            out[m] = table
+        return out
+
+    def scores(self, users: torch.Tensor | None = None, features: Features | None = None) -> torch.Tensor:
+        """Scores (U', I) of ``users`` (all when None) for every item: ``user_emb @ item_emb.T``."""
+        user_emb, item_emb = self(features)
+        if users is not None:
+            user_emb = user_emb[users]
+        return user_emb @ item_emb.T
+
+    def full_sort(
+        self,
+        k: int,
+        exclude: Any = None,
+        users: torch.Tensor | None = None,
+        block_size: int = 4096,
+        features: Features | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-``k`` (scores, item indices), each (U', k), with ``exclude`` (the training
+        interactions, (U, I) sparse) masked; see ``venomkit.eval.ranking.full_sort_topk``."""
+        from venomkit.eval.ranking import full_sort_topk  # lazy: eval depends on nothing here
+
+        with torch.no_grad():
+            user_emb, item_emb = self(features)
+        return full_sort_topk(user_emb, item_emb, k, exclude=exclude, users=users, block_size=block_size)
+
+    def reg_loss(self, user_rows: torch.Tensor, pos_rows: torch.Tensor, neg_rows: torch.Tensor) -> torch.Tensor:
+        """L2 regulariser of a BPR batch: ``reg_weight * (|u|^2 + |i|^2 + |j|^2) / 2``, batch mean.
+
+        Applied to the batch's output embeddings (rows of ``forward``), as MMRec does for VBPR;
+        subclasses may override (e.g. LightGCN regularises its layer-0 embeddings).
+        """
+        sq = user_rows.pow(2).sum(1) + pos_rows.pow(2).sum(1) + neg_rows.pow(2).sum(1)
+        return self.config.reg_weight * 0.5 * sq.mean()
+
+    def training_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        """The loss ``train_bpr`` minimises when no ``batch_loss`` is given (plain BPR here)."""
+        from venomkit.victims.training import bpr_loss
+
+        return bpr_loss(self, users, pos, neg)
+
+    def feature_projections(self) -> dict[str, torch.Tensor] | None:
+        """Per-modality maps (D_m, k) into one space shared by the modalities, or None.
+
+        The cross-modal gradient alignment of UAT-MC compares a visual and a textual gradient;
+        when the feature widths differ, it compares them after these maps (the victim's first
+        linear layer on each modality). None when the victim has no such layer.
+        """
+        return None
+
+    # ------------------------------------------------------------- features
+    def clean_features(self) -> dict[str, torch.Tensor]:
+        """The per-modality (I, D_m) feature tables of the clean catalog (buffers)."""
+        return {m: getattr(self, f"features_{m}") for m in self.modalities}
+
+    def set_clean_features(self, features: Features) -> None:
+        """Store the clean feature tables (I, D_m), one per modality the victim reads."""
+        missing = [m for m in self.modalities if m not in features]
+        if missing:
+            raise ValueError(f"{self.kind} reads {self.modalities}: missing features for {missing}")
+        for m in self.modalities:
+            table = torch.as_tensor(features[m]).detach()
+            expected = (self.n_items, self.config.feature_dim(m))
+            if tuple(table.shape) != expected:
+                raise ValueError(f"{self.kind}: clean features[{m!r}] must have shape {expected}, got {tuple(table.shape)}")
+            if not torch.isfinite(table).all():
+                raise ValueError(f"{self.kind}: clean features[{m!r}] contain NaN or inf")
+            buf = getattr(self, f"features_{m}")
+            buf.copy_(table.to(buf.device, buf.dtype))
+
+    def attach_encoders(self, image_encoder: ImageEncoder | None = None, text_encoder: TextEncoder | None = None) -> None:
+        """Attach frozen content encoders; their widths must match the config's feature widths."""
+        for modality, attr, enc in (("visual", "image_encoder", image_encoder), ("text", "text_encoder", text_encoder)):
+            if enc is None:
+                continue
+            if modality not in self.modalities:
+                raise ValueError(f"{self.kind} does not read {modality} features; do not pass an {attr}")
+            expected = self.config.feature_dim(modality)
+            if getattr(enc, "output_dim", None) != expected:
+                raise ValueError(
+                    f"{attr} {getattr(enc, 'spec', '?')!r} gives {getattr(enc, 'output_dim', '?')}-d features; "
+                    f"this {self.kind} was built for {expected}-d {modality} features"
+                )
+            enc.requires_grad_(False)
+            enc.eval()
+            setattr(self, attr, enc.to(self.device))
+            spec_field = attr
+            if getattr(self.config, spec_field) is None and getattr(enc, "spec", None):
+                setattr(self.config, spec_field, enc.spec)
+
+    def encoders(self) -> Iterator[nn.Module]:
+        for attr in _ENCODER_ATTRS:
+            enc = getattr(self, attr, None)
+            if enc is not None:
+                yield enc
+
+    def model_parameters(self) -> list[nn.Parameter]:
+        """The trainable parameters: everything except the frozen encoders."""
+        return [p for name, p in self.named_parameters() if not _is_encoder_key(name)]
+
+    def train(self, mode: bool = True) -> "Victim":
+        # Encoders stay in eval mode: their BatchNorm/dropout must not change with training.
+        super().train(mode)
+        for enc in self.encoders():
+            enc.eval()
+        return self
+
+    # ------------------------------------------------------------ raw content
+    def encode_content(self, images: torch.Tensor | None, texts: Sequence[str] | None) -> dict[str, torch.Tensor]:
+        """Raw content -> features per modality through the victim's own encoders."""
+        out: dict[str, torch.Tensor] = {}
+        if "visual" in self.modalities:
+            if images is None or self.image_encoder is None:
+                raise ValueError(f"{self.kind} reads images: pass images and load an image encoder")
+            out["visual"] = self.image_encoder(images)
+        if "text" in self.modalities:
+            if texts is None or self.text_encoder is None:
+                raise ValueError(f"{self.kind} reads texts: pass texts and load a text encoder")
+            out["text"] = self.text_encoder(list(texts))
+        return out
+
+    def features_with(self, item_index: torch.Tensor, new_rows: Features) -> dict[str, torch.Tensor]:
+        """The clean feature tables with rows ``item_index`` replaced (differentiably)."""
+        features = dict(self.clean_features())
+        for m, rows in new_rows.items():
+            table = features[m].clone()
+            table[item_index] = rows.to(table.dtype)
+            features[m] = table
+        return features
+
+    def item_representations(
+        self, images: torch.Tensor | None, texts: Sequence[str] | None, item_index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Re-encode raw content of items ``item_index`` and run the model: (user_emb, item_emb)."""
+        return self(self.features_with(item_index, self.encode_content(images, texts)))
+
+    # ------------------------------------------------------------- state
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        """The model's tensors without the encoders (they are reloaded from their specs)."""
+        sd = super().state_dict(*args, **kwargs)
+        prefix = kwargs.get("prefix", "")
+        for key in [k for k in sd if k.startswith(prefix) and _is_encoder_key(k[len(prefix):])]:
+            del sd[key]
+        return sd
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """Load model tensors; encoder tensors are neither expected nor accepted."""
+        self._prepare_load(state_dict)
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = [k for k in result.missing_keys if not _is_encoder_key(k)]
+        unexpected = list(result.unexpected_keys)
+        if strict and (missing or unexpected):
+            raise RuntimeError(f"{self.kind}: state does not match the model: missing {missing}, unexpected {unexpected}")
+        return result
+
+    def _prepare_load(self, state_dict: Mapping[str, Any]) -> None:
+        """Hook for victims whose buffer shapes depend on the data (graph edges)."""
+
+
+def _is_encoder_key(name: str) -> bool:
+    return any(name == attr or name.startswith(attr + ".") for attr in _ENCODER_ATTRS)

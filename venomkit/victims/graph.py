@@ -1,0 +1,95 @@
+"""The user-item bipartite graph that graph victims (MMGCN, LightGCN) propagate over.
+
+Nodes are users ``0..U-1`` followed by items ``U..U+I-1``. The graph is the training
+interactions, stored in the victim as a buffer ``graph_edges`` (2, E) of (user, item) pairs
+so a checkpoint carries it; the normalised sparse adjacency (N, N) is rebuilt from it on the
+victim's device and cached.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from venomkit.victims.base import Victim
+
+
+def interaction_edges(train: object) -> torch.Tensor:
+    """(2, E) int64 (user, item) pairs of an ``Interactions`` (or a scipy sparse matrix)."""
+    matrix = getattr(train, "matrix", train)
+    coo = matrix.tocoo()
+    return torch.from_numpy(np.stack([coo.row, coo.col]).astype(np.int64))
+
+
+def normalized_adjacency(edges: torch.Tensor, n_users: int, n_items: int, norm: str) -> torch.Tensor:
+    """Sparse (N, N) adjacency of the symmetric bipartite graph, N = U + I.
+
+    ``norm="sym"``: D^-1/2 A D^-1/2 (LightGCN, He et al. 2020, Eq. 7).
+    ``norm="mean"``: D^-1 A, the mean over neighbours (MMGCN's ``aggr='mean'``).
+    Isolated nodes keep an all-zero row.
+    """
+    if norm not in ("sym", "mean"):
+        raise ValueError(f"norm must be 'sym' or 'mean', got {norm!r}")
+    n = n_users + n_items
+    users, items = edges[0], edges[1] + n_users
+    rows = torch.cat([users, items])
+    cols = torch.cat([items, users])
+    deg = torch.zeros(n, device=edges.device).index_add_(0, rows, torch.ones_like(rows, dtype=torch.float32))
+    inv = deg.clamp_min(1.0)
+    if norm == "sym":
+        values = inv.rsqrt()[rows] * inv.rsqrt()[cols]
+    else:
+        values = 1.0 / inv[rows]
+    adj = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n), check_invariants=False)
+    return adj.coalesce()
+
+
+class GraphMixin:
+    """Storage of the training graph for a ``Victim`` subclass (call ``_init_graph`` in __init__)."""
+
+    graph_norm: str = "sym"
+
+    def _init_graph(self: Victim, train: object | None) -> None:  # type: ignore[misc]
+        edges = interaction_edges(train) if train is not None else torch.zeros(2, 0, dtype=torch.long)
+        self.register_buffer("graph_edges", edges)
+        self._adj_cache: tuple[torch.device, int, torch.Tensor] | None = None
+        if train is not None:
+            self.set_graph(train)
+
+    def set_graph(self: Victim, train: object) -> None:  # type: ignore[misc]
+        """Use the interactions of ``train`` (an ``Interactions``) as the propagation graph."""
+        matrix = getattr(train, "matrix", train)
+        if tuple(matrix.shape) != (self.n_users, self.n_items):
+            raise ValueError(f"{self.kind}: graph is {tuple(matrix.shape)}, model is ({self.n_users}, {self.n_items})")
+        self.set_graph_edges(interaction_edges(train))
+
+    def set_graph_edges(self: Victim, edges: torch.Tensor) -> None:  # type: ignore[misc]
+        edges = torch.as_tensor(edges, dtype=torch.long)
+        if edges.dim() != 2 or edges.shape[0] != 2:
+            raise ValueError(f"{self.kind}: graph_edges must have shape (2, E), got {tuple(edges.shape)}")
+        if edges.numel() and (edges[0].min() < 0 or edges[0].max() >= self.n_users or edges[1].min() < 0 or edges[1].max() >= self.n_items):
+            raise ValueError(f"{self.kind}: graph_edges hold user/item indices out of range")
+        self.graph_edges = edges.to(self.graph_edges.device)
+        self._adj_cache = None
+
+    def adjacency(self: Victim) -> torch.Tensor:  # type: ignore[misc]
+        if self.graph_edges.shape[1] == 0:
+            raise ValueError(f"{self.kind} has no training graph: build it with train=... or call set_graph(train)")
+        device = self.graph_edges.device
+        key = self.graph_edges.data_ptr()
+        if self._adj_cache is None or self._adj_cache[0] != device or self._adj_cache[1] != key:
+            adj = normalized_adjacency(self.graph_edges, self.n_users, self.n_items, self.graph_norm)
+            self._adj_cache = (device, key, adj)
+        return self._adj_cache[2]
+
+    def _prepare_load(self: Victim, state_dict) -> None:  # type: ignore[misc,no-untyped-def]
+        if "graph_edges" in state_dict:
+            self.set_graph_edges(state_dict["graph_edges"])
+
+
+def sparse_propagate(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``adj @ x`` for a sparse (N, N) ``adj`` and dense (N, d) ``x``; twice differentiable in x."""
+    return torch.sparse.mm(adj, x)
+
+
+__all__ = ["GraphMixin", "interaction_edges", "normalized_adjacency", "sparse_propagate"]

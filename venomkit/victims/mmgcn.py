@@ -1,0 +1,113 @@
+"""MMGCN: Multi-modal Graph Convolution Network (Wei et al., ACM MM 2019).
+
+One graph convolution network per modality m over the user-item bipartite graph of the
+training interactions (nodes: U users then I items). Its input is a modality-specific user
+preference ``P_m`` (U, latent) stacked on the projected item features ``MLP_m(f_m)``
+(I, latent), L2-normalised per node. Each layer l (paper Eqs. 1-8, ``concat=False`` /
+``aggr="mean"`` as in the authors' runs):
+
+    h     = leaky_relu( A_mean @ (x W_l) )                         aggregation (Eq. 1-2)
+    x_hat = leaky_relu( x L_l ) + e_id                             node's own state + ID (Eq. 5)
+    x     = leaky_relu( h G_l + x_hat )       (concat: leaky_relu([h, x_hat] G_l))   combination (Eq. 6-7)
+
+with ``A_mean = D^-1 A`` the neighbour mean and ``e_id`` an ID embedding shared by the
+modalities. The final representation of a node is the SUM of its modality outputs (Eq. 9),
+and scores are dot products of user and item representations (Eq. 10).
+
+``forward(features)`` runs the full propagation with torch sparse matmuls, so it is
+differentiable (twice: UAT-MC's ``create_graph`` alignment term) in every feature table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from venomkit.victims.base import Features, Victim, VictimConfig, _check_int
+from venomkit.victims.graph import GraphMixin, sparse_propagate
+
+
+@dataclass
+class MMGCNConfig(VictimConfig):
+    """MMGCN hyper-parameters (see ``VictimConfig`` for the shared fields).
+
+    Attributes:
+        latent_dim: width of the projected features and preferences (the paper's dim_latent).
+        n_layers: graph convolution layers per modality (paper: 2).
+        concat: combine by concatenation instead of addition (paper's ``concat`` flag).
+        has_id: add the ID embedding in every layer (paper's ``has_id``).
+    """
+
+    latent_dim: int = 256
+    n_layers: int = 2
+    concat: bool = False
+    has_id: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_int(self, "latent_dim", minimum=1)
+        _check_int(self, "n_layers", minimum=1)
+        for name in ("concat", "has_id"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{type(self).__name__}.{name} must be true or false, got {getattr(self, name)!r}")
+        if not self.modalities:
+            raise ValueError(f"{type(self).__name__}: MMGCN needs content: set visual_dim and/or text_dim > 0")
+
+
+class ModalityGCN(nn.Module):
+    """The graph network of one modality: (features (I, D_m), ID embedding, adjacency) -> (U+I, embed_dim)."""
+
+    def __init__(self, n_users: int, feature_dim: int, config: MMGCNConfig) -> None:
+        super().__init__()
+        c = config
+        self.concat, self.has_id = c.concat, c.has_id
+        self.preference = nn.Parameter(nn.init.xavier_normal_(torch.empty(n_users, c.latent_dim)))
+        self.mlp = nn.Linear(feature_dim, c.latent_dim)
+        dims = [c.latent_dim] + [c.embed_dim] * (c.n_layers - 1)
+        self.conv = nn.ModuleList(nn.Linear(d, d, bias=False) for d in dims)
+        self.linear = nn.ModuleList(nn.Linear(d, c.embed_dim) for d in dims)
+        self.combine = nn.ModuleList(nn.Linear(d + c.embed_dim if c.concat else d, c.embed_dim) for d in dims)
+        for layer in [self.mlp, *self.conv, *self.linear, *self.combine]:
+            nn.init.xavier_uniform_(layer.weight)
+
+    def forward(self, features: torch.Tensor, id_embedding: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(torch.cat([self.preference, self.mlp(features)], dim=0), dim=1)
+        for conv, linear, combine in zip(self.conv, self.linear, self.combine):
+            h = F.leaky_relu(sparse_propagate(adj, conv(x)))
+            x_hat = F.leaky_relu(linear(x))
+            if self.has_id:
+                x_hat = x_hat + id_embedding
+            x = F.leaky_relu(combine(torch.cat([h, x_hat], dim=1)) if self.concat else combine(h) + x_hat)
+        return x
+
+
+class MMGCN(GraphMixin, Victim):
+    """MMGCN over visual and/or text features (see module docstring).
+
+    ``train`` (an ``Interactions``, users x items) is the graph; it is saved with the model.
+    """
+
+    kind = "mmgcn"
+    config_class = MMGCNConfig
+    config: MMGCNConfig
+    graph_norm = "mean"
+
+    def __init__(self, config: MMGCNConfig, train: object | None = None) -> None:
+        super().__init__(config)
+        c = config
+        self.id_embedding = nn.Parameter(nn.init.xavier_normal_(torch.empty(c.n_users + c.n_items, c.embed_dim)))
+        self.gcn = nn.ModuleDict({m: ModalityGCN(c.n_users, c.feature_dim(m), c) for m in self.modalities})
+        self._init_graph(train)
+
+    def forward(self, features: Features | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.resolve_features(features)
+        adj = self.adjacency()
+        rep = sum(self.gcn[m](feats[m], self.id_embedding, adj) for m in self.modalities)
+        return rep[: self.n_users], rep[self.n_users :]
+
+    def feature_projections(self) -> dict[str, torch.Tensor]:
+        """The first projection MLP_m^T (D_m, latent_dim) of each modality."""
+        return {m: self.gcn[m].mlp.weight.T for m in self.modalities}

@@ -1,0 +1,362 @@
+"""``toyshop-vlm``: a tiny LLaVA trained to answer "would this user like this item?".
+
+The MLLM ranker victim's default (VenomRec, arXiv 2602.06409, attacks such a ranker). The
+architecture is LLaVA's (``LlavaForConditionalGeneration``): a small CLIP vision tower
+(``CLIPVisionConfig``: 64 px, 8 px patches -> 64 patch tokens, hidden 64, 2 layers), a
+two-layer MLP projector, and a small Llama (hidden 128, 2 layers) with the zoo's BPE
+tokenizer (``<image>`` special token). A ``LlavaProcessor`` with a ``CLIPImageProcessor``
+at 64 px is saved next to the weights, so ``AutoProcessor.from_pretrained(folder)`` and
+``AutoModelForImageTextToText.from_pretrained(folder)`` read it like ``llava-hf`` weights.
+
+Training (from scratch; there is no pretrained LLaVA here) on the training interactions:
+each step takes users, one of their training items as the positive and a sampled item they
+never interacted with as the negative, with up to ``max_history`` other training items as the
+history, and fits the answer token (`` yes`` / `` no``) after the prompt of
+:func:`venomkit.victims.mllm_ranker.build_ranking_prompt` -- next-token cross-entropy plus a
+pairwise (BPR) term on the yes/no margins of the pair. With probability ``text_drop`` the
+candidate's text is left out, so the model must also read the image (the raw-pixel attacks
+need a ranker that looks at pixels).
+
+Acceptance (issue 3): as a ranker over 99 sampled negatives + 1 held-out positive, HR@10 at
+least twice the random baseline (0.10); the manifest also reports HR@10 with images only,
+NDCG@10, the popularity ranker on the same candidates, and that attention maps and pixel
+gradients come back.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from venomkit.victims.mllm_ranker import MLLMRanker
+
+
+@dataclass
+class VLMTrainConfig:
+    """Size and training schedule of ``toyshop-vlm`` (validated; ValueError names the field)."""
+
+    image_size: int = 64
+    patch_size: int = 8
+    vision_hidden_size: int = 64
+    vision_layers: int = 2
+    vision_heads: int = 4
+    vision_intermediate_size: int = 256
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 384
+    vocab_size: int = 2048
+    max_history: int = 8
+    steps: int = 1200
+    batch_size: int = 16
+    lr: float = 2e-3
+    warmup: int = 60
+    text_drop: float = 0.3
+    pairwise_weight: float = 1.0
+    eval_users: int = 200
+    n_negatives: int = 99
+    k: int = 10
+
+    def __post_init__(self) -> None:
+        for name in (
+            "image_size", "patch_size", "vision_hidden_size", "vision_layers", "vision_heads", "hidden_size",
+            "num_layers", "num_heads", "intermediate_size", "vision_intermediate_size", "steps", "batch_size",
+            "eval_users", "n_negatives", "k",
+        ):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ValueError(f"VLMTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"VLMTrainConfig.image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})")
+        if self.hidden_size % self.num_heads or self.vision_hidden_size % self.vision_heads:
+            raise ValueError("VLMTrainConfig.hidden_size / vision_hidden_size must be divisible by their head counts")
+        if not 0.0 <= self.text_drop < 1.0:
+            raise ValueError(f"VLMTrainConfig.text_drop must be in [0, 1), got {self.text_drop}")
+        if self.max_history < 0:
+            raise ValueError(f"VLMTrainConfig.max_history must be >= 0, got {self.max_history}")
+        if self.lr <= 0:
+            raise ValueError(f"VLMTrainConfig.lr must be > 0, got {self.lr}")
+
+    @classmethod
+    def fast(cls) -> "VLMTrainConfig":
+        """The same pipeline in seconds (undertrained; for tests and ``--fast``)."""
+        return cls(
+            vision_hidden_size=32, vision_layers=1, hidden_size=64, num_layers=1, intermediate_size=128,
+            vision_intermediate_size=64, steps=30, batch_size=8, warmup=5, eval_users=20, max_history=5,
+        )  # fmt: skip
+
+
+def item_titles(catalog) -> list[str]:
+    """Short item names for prompts: the 'title' attribute, else the text's first six words."""
+    if "title" in catalog.attributes:
+        return [str(t) for t in catalog.attributes["title"]]
+    return [" ".join(str(t).split()[:6]) for t in catalog.texts]
+
+
+def build_processor(tokenizer, cfg: VLMTrainConfig):
+    """A ``LlavaProcessor`` for the tiny model: CLIP image processor at ``cfg.image_size``."""
+    from transformers import CLIPImageProcessor, LlavaProcessor
+
+    from venomkit.encoders.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": cfg.image_size},
+        crop_size={"height": cfg.image_size, "width": cfg.image_size},
+        image_mean=list(OPENAI_CLIP_MEAN),
+        image_std=list(OPENAI_CLIP_STD),
+    )
+    return LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=cfg.patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,  # the CLS token the "default" strategy drops
+        image_token=tokenizer.image_token,
+    )
+
+
+def model_config(tokenizer, cfg: VLMTrainConfig):
+    """``LlavaConfig`` of the tiny model (vision: ``CLIPVisionConfig``; text: ``LlamaConfig``)."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+
+    vision = CLIPVisionConfig(
+        image_size=cfg.image_size,
+        patch_size=cfg.patch_size,
+        hidden_size=cfg.vision_hidden_size,
+        intermediate_size=cfg.vision_intermediate_size,
+        num_hidden_layers=cfg.vision_layers,
+        num_attention_heads=cfg.vision_heads,
+        projection_dim=cfg.vision_hidden_size,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    return LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids(tokenizer.image_token),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,  # two layers only: the last one is the useful one
+        image_seq_length=(cfg.image_size // cfg.patch_size) ** 2,
+        tie_word_embeddings=True,
+    )
+
+
+def _sample_negative(rng: np.random.Generator, seen: set[int], n_items: int) -> int:
+    while True:
+        j = int(rng.integers(n_items))
+        if j not in seen:
+            return j
+
+
+def _history(rng: np.random.Generator, items: np.ndarray, exclude: int, max_history: int) -> list[int]:
+    others = items[items != exclude]
+    if len(others) > max_history:
+        others = rng.choice(others, size=max_history, replace=False)
+    return [int(i) for i in rng.permutation(others)]
+
+
+def train_vlm(ranker: MLLMRanker, dataset, cfg: VLMTrainConfig, seed: int) -> list[float]:
+    """Fine-tune ``ranker.model`` on yes/no answers for train positives and sampled negatives."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    train = dataset.split.train
+    everything = dataset.interactions
+    titles = item_titles(dataset.catalog)
+    texts = dataset.catalog.texts
+    images = dataset.catalog.image_batch(range(dataset.n_items))
+    users = np.flatnonzero(train.user_degree() >= 2)
+    if len(users) == 0:
+        raise ValueError(f"dataset {dataset.name!r}: no user has 2 training interactions; the ranker cannot be trained")
+    model = ranker.model
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    yes_no = torch.tensor([ranker.yes_id, ranker.no_id])
+    model.train()
+    losses = []
+    bar = tqdm(range(cfg.steps), desc="toyshop-vlm", disable=None)
+    for step in bar:
+        histories, candidates, cand_texts = [], [], []
+        for u in rng.choice(users, size=cfg.batch_size):
+            items = train.items_of(int(u))
+            positive = int(rng.choice(items))
+            negative = _sample_negative(rng, set(everything.items_of(int(u)).tolist()), dataset.n_items)
+            history = [titles[i] for i in _history(rng, items, positive, cfg.max_history)]
+            for item in (positive, negative):
+                histories.append(history)
+                candidates.append(item)
+                cand_texts.append("" if rng.random() < cfg.text_drop else texts[item])
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, cfg)
+        out = ranker(histories, images[candidates], cand_texts)
+        targets = yes_no.repeat(cfg.batch_size)  # (pos: yes, neg: no) per pair
+        answer_loss = F.cross_entropy(out.logits, targets)
+        margins = out.scores.view(-1, 2)
+        pairwise = -F.logsigmoid(margins[:, 0] - margins[:, 1]).mean()
+        loss = answer_loss + cfg.pairwise_weight * pairwise
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    model.eval()
+    return losses
+
+
+def _lr_at(step: int, cfg: VLMTrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def sampled_candidates(
+    dataset, *, n_users: int, n_negatives: int = 99, split: str = "test", seed: int = 0
+) -> list[tuple[int, int, np.ndarray]]:
+    """Evaluation lists: (user, held-out positive, ``n_negatives`` never-interacted items).
+
+    Users are those with a held-out item in ``split`` and at least one training item; up to
+    ``n_users`` of them are drawn (seeded). This is VenomRec's protocol (99 negatives + 1).
+    """
+    rng = np.random.default_rng(seed)
+    held = getattr(dataset.split, split)
+    train = dataset.split.train
+    eligible = np.flatnonzero((held.user_degree() > 0) & (train.user_degree() > 0))
+    chosen = np.sort(rng.choice(eligible, size=min(n_users, len(eligible)), replace=False))
+    lists = []
+    for u in chosen:
+        seen = set(dataset.interactions.items_of(int(u)).tolist())
+        pool = np.array([i for i in range(dataset.n_items) if i not in seen])
+        if len(pool) < n_negatives:
+            continue
+        positive = int(rng.choice(held.items_of(int(u))))
+        lists.append((int(u), positive, rng.choice(pool, size=n_negatives, replace=False)))
+    if not lists:
+        raise ValueError(
+            f"dataset {dataset.name!r}: no evaluated user has {n_negatives} never-interacted items to sample as "
+            f"negatives (n_items={dataset.n_items}); lower n_negatives"
+        )
+    return lists
+
+
+def evaluate_ranker(
+    ranker: MLLMRanker, dataset, *, n_users: int = 200, n_negatives: int = 99, k: int = 10, seed: int = 0,
+    image_only: bool = False, split: str = "test",
+) -> dict[str, float]:  # fmt: skip
+    """HR@k and NDCG@k of ``ranker`` over sampled candidate lists (positive first, ties count against it).
+
+    ``image_only`` blanks the candidates' texts (the ranker must read the pixels). Also
+    returns the same figures for a popularity ranker (training counts) on the same lists.
+    """
+    lists = sampled_candidates(dataset, n_users=n_users, n_negatives=n_negatives, split=split, seed=seed)
+    titles = item_titles(dataset.catalog)
+    pop = dataset.split.train.popularity().astype(np.float64)
+    hist_rng = np.random.default_rng(seed + 1)
+    ranks, pop_ranks = [], []
+    for u, positive, negatives in tqdm(lists, desc="rank eval", disable=None, leave=False):
+        items = np.concatenate([[positive], negatives])
+        train_items = dataset.split.train.items_of(u)
+        history = [titles[i] for i in _history(hist_rng, train_items, -1, ranker.max_history)]
+        texts = ["" if image_only else dataset.catalog.texts[i] for i in items]
+        scores = ranker.score_candidates(history, dataset.catalog.image_batch(items), texts).cpu().numpy()
+        ranks.append(int((scores[1:] >= scores[0]).sum()))
+        pop_ranks.append(int((pop[negatives] >= pop[positive]).sum()))
+    ranks_a, pop_a = np.array(ranks), np.array(pop_ranks)
+    return {
+        f"hr@{k}": float((ranks_a < k).mean()),
+        f"ndcg@{k}": float(np.where(ranks_a < k, 1.0 / np.log2(ranks_a + 2), 0.0).mean()),
+        f"popularity_hr@{k}": float((pop_a < k).mean()),
+        f"random_hr@{k}": k / (n_negatives + 1),
+        "users": len(lists),
+    }
+
+
+def probe_attention_and_gradients(ranker: MLLMRanker, dataset) -> dict[str, object]:
+    """Check that attention maps and pixel gradients come back (figures for the manifest)."""
+    titles = item_titles(dataset.catalog)
+    images = dataset.catalog.image_batch([0, 1]).clone().requires_grad_(True)
+    history = [titles[2:5], titles[5:8]]
+    texts = dataset.catalog.texts[:2]
+    out = ranker.attentions(history, images, texts)
+    out.scores.sum().backward()
+    grad = images.grad
+    patch = ranker.patch_attention(history, images.detach(), texts)
+    return {
+        "attention_layers": len(out.attentions or ()),
+        "attention_shape": list(out.attentions[0].shape) if out.attentions else [],
+        "patch_attention_grid": list(patch.shape[1:]),
+        "pixel_grad_abs_mean": float(grad.abs().mean()),
+        "pixel_grad_nonzero_share": float((grad != 0).float().mean()),
+    }
+
+
+def build(out_dir: Path, dataset, *, fast: bool = False, seed: int = 0, config: VLMTrainConfig | None = None) -> dict:
+    """Train ``toyshop-vlm`` on ``dataset``, write it to ``out_dir``; returns quality figures.
+
+    The folder holds the float16 model (``config.json``, ``model.safetensors``), the
+    processor (``processor_config.json``) and the tokenizer. Figures are measured on the
+    saved folder loaded through :meth:`MLLMRanker.load` (what users load).
+    """
+    from transformers import LlavaForConditionalGeneration
+
+    from venomkit.zoo.tokenizer import train_zoo_tokenizer
+
+    cfg = config or (VLMTrainConfig.fast() if fast else VLMTrainConfig())
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    tokenizer = train_zoo_tokenizer(dataset, vocab_size=cfg.vocab_size, seed=seed)
+    processor = build_processor(tokenizer, cfg)
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(model_config(tokenizer, cfg))
+    ranker = MLLMRanker(model, processor, spec=str(out_dir), max_history=cfg.max_history)
+    losses = train_vlm(ranker, dataset, cfg, seed)
+    train_seconds = time.time() - started
+
+    model.half().save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+
+    loaded = MLLMRanker.load(out_dir, max_history=cfg.max_history)
+    eval_kw = dict(n_users=cfg.eval_users, n_negatives=cfg.n_negatives, k=cfg.k, seed=seed)
+    with torch.no_grad():
+        full = evaluate_ranker(loaded, dataset, **eval_kw)
+        image_only = evaluate_ranker(loaded, dataset, image_only=True, **eval_kw)
+    k = cfg.k
+    return {
+        "family": "vlm",
+        "architecture": "LlavaForConditionalGeneration",
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "dtype": "float16",
+        "train_steps": cfg.steps,
+        "final_train_loss": float(np.mean(losses[-20:])),
+        "train_seconds": round(train_seconds, 1),
+        f"hr@{k}": full[f"hr@{k}"],
+        f"ndcg@{k}": full[f"ndcg@{k}"],
+        f"hr@{k}_image_only": image_only[f"hr@{k}"],
+        f"random_hr@{k}": full[f"random_hr@{k}"],
+        f"popularity_hr@{k}": full[f"popularity_hr@{k}"],
+        f"hr@{k}_over_random": full[f"hr@{k}"] / full[f"random_hr@{k}"],
+        "eval_users": full["users"],
+        "eval_protocol": f"1 held-out test positive + {cfg.n_negatives} sampled never-interacted negatives per user",
+        **probe_attention_and_gradients(loaded, dataset),
+        "build_seconds": round(time.time() - started, 1),
+        "config": asdict(cfg),
+    }
