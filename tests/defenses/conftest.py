@@ -10,9 +10,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # pytest runs with --import-mode=importlib
 
-from defense_helpers import SMALL, build_victim, make_shop  # noqa: E402
+from defense_helpers import SMALL, build_victim, make_shop
 
-from venomkit.data.dataset import Dataset  # noqa: E402
+from venomkit.data.dataset import Dataset
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,12 @@ from defense_helpers import trained_copy
 
 from venomkit.attacks.base import Forward, Knowledge
 from venomkit.attacks.objectives import PromotionHinge
-from venomkit.defenses.feature_attack import FeatureAttackConfig, feature_attack_one, run_feature_attack, target_figures
+from venomkit.defenses.feature_attack import (
+    FeatureAttackConfig,
+    feature_attack_one,
+    run_feature_attack,
+    target_figures,
+)
 from venomkit.defenses.gradient_mismatch import (
     _score_jacobian,
     analyse_target,

@@ -128,6 +128,12 @@ def test_local_dir_without_config(tmp_path):
         load_image_encoder(f"local-dir:{tmp_path}")
 
 
+def test_folder_without_weights_is_an_error_not_a_random_model(tmp_path, tiny_clip_dir):
+    (tmp_path / "open_clip_config.json").write_text((tiny_clip_dir / "open_clip_config.json").read_text())
+    with pytest.raises(FileNotFoundError, match="no weights file"):
+        load_image_encoder(str(tmp_path))
+
+
 def test_weights_file_for_builtin_arch(tiny_clip_dir):
     # 'ARCH/PATH' goes through open_clip's own pretrained=file path
     name, pretrained, _ = parse_open_clip_spec(f"RN50/{tiny_clip_dir / 'open_clip_model.safetensors'}")

@@ -13,6 +13,15 @@ from venomkit.zoo import sd
 CAPTIONS = ["a photo of a plain red ceramic mug", "a photo of a striped blue cotton t-shirt", "a photo of a green hat"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Tiny models: a second thread only adds spin-waiting on a shared CPU.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     return sd.build_random(tmp_path_factory.mktemp("tiny-sd"), seed=0)

@@ -64,7 +64,7 @@ def test_fast_build_loads_through_auto_classes(dataset, tmp_path):
     torch.set_num_threads(1)
     cfg = VLMTrainConfig(
         image_size=32, vision_hidden_size=16, vision_layers=1, vision_intermediate_size=32, hidden_size=32,
-        num_layers=1, intermediate_size=64, steps=4, batch_size=4, warmup=1, eval_users=4, n_negatives=10, max_history=3,
+        num_layers=1, intermediate_size=64, caption_steps=2, caption_batch_size=4, steps=4, batch_size=4, warmup=1, eval_users=4, n_negatives=10, max_history=3,
     )  # fmt: skip
     figures = vlm_build(tmp_path / "vlm", dataset, cfg)
     assert 0.0 <= figures["hr@10"] <= 1.0 and figures["eval_users"] > 0

@@ -12,10 +12,12 @@ beta=1 lambda_align=4 steps=5 epochs=20``); unknown keys are errors listing the 
 from __future__ import annotations
 
 import argparse
+import math
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 DEFAULT_RECIPES = {"uat": "uat.yaml", "uat_mc": "uat_mc.yaml"}
 
@@ -52,6 +54,7 @@ def add_defend_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     j.add_argument("--uat-recipe", default=None, help="recipe of the UAT victims (default defenses/uat.yaml)")
     j.add_argument("--uat-mc-recipe", default=None, help="recipe of the UAT-MC victims (default defenses/uat_mc.yaml)")
     j.add_argument("--set", action="append", default=[], metavar="DEFENSE.key=value", help="override a defense field, e.g. uat_mc.lambda_align=4 or all.epochs=10")
+    j.add_argument("--attack-recipes", default=None, help="folder of the raw attacks' recipe YAMLs (default: the checkout's attacks/); frozen into OUT/recipes/")
     j.add_argument("--attack-set", action="append", default=[], metavar="ATTACK.key=value", help="override a raw attack field, e.g. pgd.steps=20")
     j.add_argument("--device", default="cpu")
     j.add_argument("--no-progress", action="store_true")
@@ -141,7 +144,13 @@ def _split_set(items: Sequence[str], valid: Sequence[str], what: str) -> dict[st
 
 def _cli_judge(args: argparse.Namespace) -> int:
     from venomkit.data.loaders import load_dataset
-    from venomkit.defenses.judgement import ATTACKS, RAW_ATTACKS, Judge, JudgeConfig, format_table
+    from venomkit.defenses.judgement import (
+        ATTACKS,
+        RAW_ATTACKS,
+        Judge,
+        JudgeConfig,
+        format_table,
+    )
 
     sets = _split_set(args.set, ("uat", "uat_mc", "all"), "--set")
     uat = load_defense_config("uat", args.uat_recipe, {**sets.get("all", {}), **sets.get("uat", {})})
@@ -160,6 +169,7 @@ def _cli_judge(args: argparse.Namespace) -> int:
         embed_dim=args.embed_dim,
         feature_eps=args.feature_eps,
         attack_overrides={k: [f"{kk}={vv}" for kk, vv in v.items()] for k, v in attack_sets.items()},
+        attack_recipes=args.attack_recipes,
         device=args.device,
     )
     dataset = load_dataset(args.data)
@@ -195,7 +205,7 @@ def _cli_mismatch(args: argparse.Namespace) -> int:
         writer.writerows(flat)
     values = [r["jaccard"] for r in rows]
     plot_jaccard({victim.kind: values}, str(out / "jaccard.png"), title=f"Gradient mismatch, {victim.kind} on {dataset.name} (top-{args.top_k})")
-    finite = [v for v in values if v == v]
+    finite = [v for v in values if not math.isnan(v)]
     summary: dict[str, Any] = {"n_targets": len(rows), "top_k": args.top_k, "mean_jaccard": sum(finite) / max(len(finite), 1)}
     for key in flat[0]:
         if key.startswith("hr@50_") or key == "grad_cos":

@@ -17,8 +17,9 @@ the other items too, so targets are not independent in one forward pass.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 

@@ -24,7 +24,8 @@ forward-over-reverse product per feature dimension otherwise (graph victims' spa
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -174,7 +175,11 @@ def restricted_attacks(
     "text": top_text}``); ``config`` is a ``FeatureAttackConfig`` (default PGD, 10 steps,
     eps 0.1). Returns ``{"hr@50_before": .., "hr@50_<group>": ..}``; an empty group gets NaN.
     """
-    from venomkit.defenses.feature_attack import FeatureAttackConfig, feature_attack_one, target_figures
+    from venomkit.defenses.feature_attack import (
+        FeatureAttackConfig,
+        feature_attack_one,
+        target_figures,
+    )
 
     config = config or FeatureAttackConfig(steps=10)
     out = {"hr@50_before": target_figures(victim, target, train)["hr@50"]}
@@ -232,7 +237,7 @@ def plot_jaccard(values: Sequence[float] | dict[str, Sequence[float]], path: str
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
     bins = np.linspace(0.0, 1.0, 21)
     for label, vals in series.items():
-        arr = np.asarray([v for v in vals if v == v], dtype=float)
+        arr = np.asarray([v for v in vals if not np.isnan(v)], dtype=float)
         if arr.size:
             ax.hist(arr, bins=bins, alpha=0.6, label=f"{label} (n={arr.size}, mean {arr.mean():.2f})")
     ax.set_xlabel("Jaccard of top-k visual vs textual users (Eq. 7)")

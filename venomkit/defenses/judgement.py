@@ -29,9 +29,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -59,6 +60,10 @@ class JudgeConfig:
         feature_eps, feature_pgd_steps: the feature-space attacks (eps a ratio of the row norm).
         attack_batch_size: targets per batch of the raw attacks.
         attack_overrides: ``{attack: ["key=value", ...]}`` for the raw attacks.
+        attack_recipes: folder of the raw attacks' recipes (default: the checkout's
+            ``attacks/``). The recipe used is copied to ``<out>/recipes/`` on first use and that
+            copy is used from then on, so every victim of a judgement meets the same attack
+            even if the recipe file changes while it runs.
         device: torch device of everything.
     """
 
@@ -78,6 +83,7 @@ class JudgeConfig:
     feature_pgd_steps: int = 10
     attack_batch_size: int = 16
     attack_overrides: dict[str, list[str]] = field(default_factory=dict)
+    attack_recipes: str | None = None
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -101,6 +107,35 @@ class JudgeConfig:
             raise ValueError(f"{name}.attack_overrides: {unknown} are not raw attacks ({', '.join(RAW_ATTACKS)})")
 
 
+@torch.no_grad()
+def raw_feature_shift(victim: Any, dataset: Any, folder: Path, targets: Sequence[int]) -> dict[str, float]:
+    """Mean ``||f(adv) - f(clean)|| / ||f(clean)||`` per modality of a raw attack's saved content.
+
+    Read back from the run folder (``images/<id>_clean.png``/``_adv.png``, ``texts.csv``) and
+    re-encoded by the victim's encoders: how far the raw attack moved the features, in the
+    unit of the adversarial training budget ``eps`` (a ratio of the row norm).
+    """
+    from venomkit.data.catalog import load_image_file
+
+    out: dict[str, float] = {}
+    ids = [dataset.catalog.item_ids[t] for t in targets]
+    safe = ["".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(i)) for i in ids]
+    if victim.image_encoder is not None and all((folder / "images" / f"{n}_adv.png").is_file() for n in safe):
+        clean = torch.stack([load_image_file(folder / "images" / f"{n}_clean.png") for n in safe]).to(victim.device)
+        adv = torch.stack([load_image_file(folder / "images" / f"{n}_adv.png") for n in safe]).to(victim.device)
+        f_clean, f_adv = victim.image_encoder(clean), victim.image_encoder(adv)
+        out["shift_visual"] = float(((f_adv - f_clean).norm(dim=1) / f_clean.norm(dim=1).clamp_min(1e-12)).mean())
+    texts_path = folder / "texts.csv"
+    if victim.text_encoder is not None and texts_path.is_file():
+        with texts_path.open(newline="") as f:
+            pairs = {r["item_id"]: (r["original"], r["adversarial"]) for r in csv.DictReader(f)}
+        if all(i in pairs for i in ids):
+            f_clean = victim.text_encoder([pairs[i][0] for i in ids])
+            f_adv = victim.text_encoder([pairs[i][1] for i in ids])
+            out["shift_text"] = float(((f_adv - f_clean).norm(dim=1) / f_clean.norm(dim=1).clamp_min(1e-12)).mean())
+    return out
+
+
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=_json_default))
@@ -115,12 +150,13 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _recipe_for(attack: str) -> str:
-    """``attacks/<attack>.yaml`` of the repository checkout when it exists, else the name."""
+def _source_recipe(attack: str, folder: str | None) -> Path | None:
+    """``<folder>/<attack>.yaml`` (default: the repository checkout's ``attacks/``) when it exists."""
     import venomkit
 
-    path = Path(venomkit.__file__).resolve().parent.parent / "attacks" / f"{attack}.yaml"
-    return str(path) if path.is_file() else attack
+    base = Path(folder) if folder else Path(venomkit.__file__).resolve().parent.parent / "attacks"
+    path = base / f"{attack}.yaml"
+    return path if path.is_file() else None
 
 
 def _clean_test(metrics: dict[str, Any]) -> dict[str, float]:
@@ -181,6 +217,17 @@ class Judge:
         c = self.config
         return select_cold_targets(self.dataset.split.train, c.n_targets, max_interactions=c.max_interactions, seed=c.seed).tolist()
 
+    def recipe(self, attack: str) -> str:
+        """The frozen copy ``<out>/recipes/<attack>.yaml`` (made on first use), or the bare name."""
+        frozen = self.out / "recipes" / f"{attack}.yaml"
+        if not frozen.is_file():
+            source = _source_recipe(attack, self.config.attack_recipes)
+            if source is None:
+                return attack
+            frozen.parent.mkdir(parents=True, exist_ok=True)
+            frozen.write_text(source.read_text())
+        return str(frozen)
+
     def attack(self, victim: Any, kind: str, defense: str, attack: str, targets: Sequence[int]) -> dict[str, float]:
         """Run one attack on one victim; ``{"hr@50_before", "hr@50_after", "ri@50", "n_targets", ...}``."""
         folder = self.out / "attacks" / kind / defense / attack
@@ -188,11 +235,15 @@ class Judge:
         if attack in FEATURE_ATTACKS:
             return self._feature_attack(victim, attack, targets, folder)
         from venomkit.attacks.runner import resolve_attack, run_attack
+        from venomkit.victims.graph import GraphMixin
 
         overrides = list(self.config.attack_overrides.get(attack, []))
         if not any(o.startswith("seed=") for o in overrides):
             overrides.append(f"seed={self.config.seed}")
-        attack_obj, meta = resolve_attack(_recipe_for(attack), overrides, device=self.config.device)
+        if isinstance(victim, GraphMixin) and not any(o.startswith("batch_targets=") for o in overrides):
+            # A graph victim couples items: optimise each target alone, as it is evaluated.
+            overrides.append("batch_targets=false")
+        attack_obj, meta = resolve_attack(self.recipe(attack), overrides, device=self.config.device)
         meta.update({"victim": f"{kind}/{defense}", "data": self.dataset.name})
         summary = run_attack(
             attack_obj, victim, self.dataset, folder, batch_size=self.config.attack_batch_size, seed=self.config.seed,
@@ -203,10 +254,15 @@ class Judge:
         for key in ("ssim", "linf", "text_edit_ratio"):
             if key in m:
                 out[key] = m[key]
+        out.update(raw_feature_shift(victim, self.dataset, folder, targets))
         return out
 
     def _feature_attack(self, victim: Any, attack: str, targets: Sequence[int], folder: Path) -> dict[str, float]:
-        from venomkit.defenses.feature_attack import FeatureAttackConfig, config_dict, run_feature_attack
+        from venomkit.defenses.feature_attack import (
+            FeatureAttackConfig,
+            config_dict,
+            run_feature_attack,
+        )
         from venomkit.eval.ranking import relative_improvement
 
         summary_path = folder / "summary.json"
@@ -287,22 +343,33 @@ class Judge:
 
 
 def _fmt(value: Any, spec: str = ".4f") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    try:
+        value = float(value)  # RI may arrive as the JSON string "inf"
+    except (TypeError, ValueError):
         return "-"
-    if isinstance(value, float) and math.isinf(value):
+    if math.isnan(value):
+        return "-"
+    if math.isinf(value):
         return "inf"
     return format(value, spec)
 
 
+def _pct(value: Any) -> str:
+    text = _fmt(None if value is None else 100 * float(value), "+.1f")
+    return text if text in ("-", "inf") else text + "%"
+
+
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Markdown: one line per (backbone, defense, attack) with HR@50 before/after, RI, clean metrics."""
-    head = "| dataset | backbone | defense | attack | HR@50 before | HR@50 after | RI | Recall@20 | NDCG@20 | NDCG@20 vs w/o AT |\n"
-    head += "|---|---|---|---|---:|---:|---:|---:|---:|---:|\n"
+    """Markdown: one line per (backbone, defense, attack) with HR@50 before/after, RI, the mean
+    feature shift of the targets (``||delta f|| / ||f||`` per modality, comparable with the
+    training eps) and the victim's clean Recall/NDCG@20."""
+    head = "| dataset | backbone | defense | attack | HR@50 before | HR@50 after | RI | feature shift v / t | Recall@20 | NDCG@20 | NDCG@20 vs w/o AT |\n"
+    head += "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
     lines = []
     for r in rows:
         lines.append(
             f"| {r['dataset']} | {r['backbone']} | {r['defense']} | {r['attack']} | {_fmt(r.get('hr@50_before'))} | "
-            f"{_fmt(r.get('hr@50_after'))} | {_fmt(r.get('ri@50'), '.3f')} | {_fmt(r.get('recall@20'))} | "
-            f"{_fmt(r.get('ndcg@20'))} | {_fmt(100 * r['ndcg@20_rel_change'] if r.get('ndcg@20_rel_change') == r.get('ndcg@20_rel_change') else float('nan'), '+.1f')}% |"
+            f"{_fmt(r.get('hr@50_after'))} | {_fmt(r.get('ri@50'), '.3f')} | {_fmt(r.get('shift_visual'), '.3f')} / {_fmt(r.get('shift_text'), '.3f')} | {_fmt(r.get('recall@20'))} | "
+            f"{_fmt(r.get('ndcg@20'))} | {_pct(r.get('ndcg@20_rel_change'))} |"
         )
     return head + "\n".join(lines) + "\n"

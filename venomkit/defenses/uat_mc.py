@@ -35,12 +35,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from venomkit.victims.base import MODALITIES, Victim
-from venomkit.victims.feature_adversary import FeatureAdversaryConfig, adversarial_bpr_loss
+from venomkit.victims.feature_adversary import (
+    FeatureAdversaryConfig,
+    adversarial_bpr_loss,
+)
 
 METHODS = ("uat", "uat_mc")
 
@@ -106,7 +109,7 @@ class UATConfig:
             self.lambda_align = 1.0 if self.method == "uat_mc" else 0.0
         for field_name, low, high in (("eps", 0.0, 10.0), ("beta", 0.0, 1000.0), ("lambda_align", 0.0, 1000.0)):
             value = getattr(self, field_name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high or value != value:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
                 raise ValueError(f"{name}.{field_name} must be a number in [{low}, {high}], got {value!r}")
             setattr(self, field_name, float(value))
         if self.eps == 0.0:
@@ -168,9 +171,10 @@ class UATLoss:
     """``train_bpr``'s ``batch_loss`` hook for UAT / UAT-MC; also averages the adversary's figures.
 
     Callable as ``loss(victim, users, pos, neg) -> scalar``. ``epoch_stats()`` returns the
-    means since the last call of ``clean_loss``, ``adv_loss``, ``loss`` (the BPR loss the
-    adversary reached) and, for UAT-MC, ``align_cos`` (mean cosine of the two modalities'
-    gradients at the last inner step), then resets them.
+    per-batch means since its last call -- ``clean_loss`` and ``adv_loss`` (the BPR losses on
+    clean and perturbed features), ``adv_inner_loss`` (the BPR loss at the adversary's last
+    inner step) and, for UAT-MC, ``adv_align_cos`` (mean cosine of the two modalities'
+    gradients at that step) -- then resets them.
     """
 
     def __init__(self, config: UATConfig) -> None:
@@ -187,8 +191,11 @@ class UATLoss:
         self._count += 1
         return loss
 
+    # The feature adversary's stat names -> the names recorded in the training history.
+    _NAMES: ClassVar[dict[str, str]] = {"loss": "adv_inner_loss", "align_cos": "adv_align_cos", "clean_loss": "clean_loss", "adv_loss": "adv_loss"}
+
     def epoch_stats(self) -> dict[str, float]:
-        out = {f"adv_{k}" if not k.startswith("adv") else k: v / max(self._count, 1) for k, v in self._sums.items()}
+        out = {self._NAMES.get(k, k): v / max(self._count, 1) for k, v in self._sums.items()}
         self._sums, self._count = {}, 0
         return out
 

@@ -22,7 +22,6 @@ Visual Models From Natural Language Supervision" (CLIP).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings
@@ -124,6 +123,16 @@ def _hf_hub_snapshot(repo_id: str, spec: str) -> Path:
     return Path(found).parent
 
 
+def _local_dir(folder: Path, spec: str) -> str:
+    """``local-dir:FOLDER`` after checking the folder holds a config and a weights file."""
+    if not (folder / OPEN_CLIP_CONFIG).is_file():
+        raise FileNotFoundError(f"open_clip folder {str(folder)!r} (from {spec!r}) has no {OPEN_CLIP_CONFIG}")
+    if not any(any(folder.glob(pattern)) for pattern in ("*.safetensors", "*.bin", "*.pth")):
+        # open_clip would silently initialise at random; a named model without weights is an error
+        raise FileNotFoundError(f"open_clip folder {str(folder)!r} (from {spec!r}) has no weights file (.safetensors, .bin or .pth)")
+    return LOCAL_DIR_PREFIX + str(folder)
+
+
 def parse_open_clip_spec(spec: str) -> tuple[str, str | None, dict]:
     """Map a venomkit spec to ``(model_name, pretrained_file_or_None, tag_cfg)`` for open_clip.
 
@@ -138,19 +147,14 @@ def parse_open_clip_spec(spec: str) -> tuple[str, str | None, dict]:
     if spec.startswith("zoo:"):
         from venomkit.zoo import resolve
 
-        return LOCAL_DIR_PREFIX + str(resolve(spec)), None, {}
+        return _local_dir(resolve(spec), spec), None, {}
     if spec.startswith(LOCAL_DIR_PREFIX):
-        folder = Path(spec[len(LOCAL_DIR_PREFIX):]).expanduser()
-        if not (folder / OPEN_CLIP_CONFIG).is_file():
-            raise FileNotFoundError(f"open_clip folder {str(folder)!r} has no {OPEN_CLIP_CONFIG}")
-        return LOCAL_DIR_PREFIX + str(folder), None, {}
+        return _local_dir(Path(spec[len(LOCAL_DIR_PREFIX):]).expanduser(), spec), None, {}
     if spec.startswith(HF_HUB_PREFIX):
-        return LOCAL_DIR_PREFIX + str(_hf_hub_snapshot(spec[len(HF_HUB_PREFIX):], spec)), None, {}
+        return _local_dir(_hf_hub_snapshot(spec[len(HF_HUB_PREFIX):], spec), spec), None, {}
     path = Path(spec).expanduser()
     if path.is_dir():
-        if not (path / OPEN_CLIP_CONFIG).is_file():
-            raise FileNotFoundError(f"folder {spec!r} has no {OPEN_CLIP_CONFIG}, so it is not an open_clip model folder")
-        return LOCAL_DIR_PREFIX + str(path), None, {}
+        return _local_dir(path, spec), None, {}
     arch, _, pretrained = spec.partition("/")
     models = set(open_clip.list_models())
     if arch not in models:
@@ -200,15 +204,6 @@ def load_open_clip(spec: str, device: str | torch.device = "cpu") -> OpenClipBun
         p.requires_grad_(False)
     pp = open_clip.get_model_preprocess_cfg(model)
     return OpenClipBundle(model, tokenizer, PreprocessConfig.from_open_clip(pp), spec, model_name)
-
-
-def read_open_clip_config(folder: str | Path) -> dict:
-    """The ``open_clip_config.json`` of a local-dir folder (``model_cfg`` + ``preprocess_cfg``)."""
-    path = Path(folder) / OPEN_CLIP_CONFIG
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from None
 
 
 def _param_dtype(module: nn.Module) -> torch.dtype:

@@ -346,7 +346,10 @@ def target_ranks(
 
     Per user block the T target scores are sorted (T is small) and every item score is
     placed among them with one batched ``searchsorted``; a histogram of those positions and a
-    suffix sum give the counts, in O(block * I * log T) time and O(block * I) memory.
+    suffix sum give the counts, in O(block * I * log T) time and about twice the memory of
+    :func:`full_sort_topk` (an int32 position per score). On CPU this costs several times a
+    full-sort top-K (``tests/benchmarks/ranking.py --targets 50`` measures it); on a GPU it is
+    cheap.
 
     Returns (U', T) int64 ranks, rows in the order of ``users`` (default all users).
     """
@@ -377,8 +380,8 @@ def target_ranks(
             scores.view(-1).index_fill_(0, gather.block(start, stop, rows), float("-inf"))
         sorted_ts, order = torch.sort(target_scores, dim=1)
         # pos[u, j] = number of target scores strictly below item j's score.
-        pos = torch.searchsorted(sorted_ts.contiguous(), scores, right=False)
-        pos += torch.arange(b, device=device).unsqueeze(1) * (n_targets + 1)
+        pos = torch.searchsorted(sorted_ts.contiguous(), scores, right=False, out_int32=b * (n_targets + 1) < 2**31)
+        pos += torch.arange(b, device=device, dtype=pos.dtype).unsqueeze(1) * (n_targets + 1)
         hist = torch.bincount(pos.view(-1), minlength=b * (n_targets + 1)).view(b, n_targets + 1)
         # Items above the j-th smallest target score are those with pos > j: a suffix sum.
         above = hist.flip(1).cumsum(1).flip(1)[:, 1:]

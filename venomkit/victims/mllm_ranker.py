@@ -56,22 +56,31 @@ def _answer_token_id(tokenizer, answer: str) -> int:
     return int(full[k])
 
 
+def _size_field(size, key: str) -> int | None:
+    # Image processors hold sizes as dicts or SizeDicts whose unset fields are None.
+    if size is None:
+        return None
+    value = size.get(key) if hasattr(size, "get") else getattr(size, key, None)
+    return int(value) if value is not None else None
+
+
 def _processor_preprocess(processor) -> TorchPreprocess:
     """A differentiable copy of a CLIP-style image processor (resize shorter side, crop, normalise)."""
     ip = processor.image_processor
-    crop = getattr(ip, "crop_size", None) or {}
-    size = getattr(ip, "size", None) or {}
-    if getattr(ip, "do_center_crop", True) and crop:
-        out = (int(crop["height"]), int(crop["width"]))
-    elif "height" in size:
-        out = (int(size["height"]), int(size["width"]))
+    crop, size = getattr(ip, "crop_size", None), getattr(ip, "size", None)
+    shortest = _size_field(size, "shortest_edge")
+    if getattr(ip, "do_center_crop", True) and _size_field(crop, "height"):
+        out = (_size_field(crop, "height"), _size_field(crop, "width"))
+    elif _size_field(size, "height"):
+        out = (_size_field(size, "height"), _size_field(size, "width"))
+    elif shortest:
+        out = (shortest, shortest)
     else:
-        out = (int(size["shortest_edge"]),) * 2
-    resize = int(size["shortest_edge"]) if "shortest_edge" in size else None
+        raise ValueError(f"cannot read the input size from the image processor {type(ip).__name__}")
     interpolation = "bilinear" if int(getattr(ip, "resample", 3) or 3) == 2 else "bicubic"
     return TorchPreprocess(
         PreprocessConfig(
-            size=out, resize_size=resize, mean=tuple(ip.image_mean), std=tuple(ip.image_std), interpolation=interpolation
+            size=out, resize_size=shortest, mean=tuple(ip.image_mean), std=tuple(ip.image_std), interpolation=interpolation
         )
     )
 

@@ -158,6 +158,7 @@ def train_victim(
         raise ValueError(f"{kind} reads content: give an image_encoder and/or a text_encoder")
 
     t0 = time.perf_counter()
+    torch.manual_seed(seed)  # an encoder without weights (``resnet18``) is then the same in every run
     img_enc, txt_enc = load_content_encoders(image_encoder, text_encoder, device)
     features: dict[str, torch.Tensor] = {}
     for modality, enc in (("visual", img_enc), ("text", txt_enc)):
@@ -278,8 +279,6 @@ def cli_train(args: argparse.Namespace) -> int:
 
     dataset = load_dataset(args.data, split=args.split) if args.split else load_dataset(args.data)
     image_encoder, text_encoder = _encoder_arg(args.image_encoder), _encoder_arg(args.text_encoder)
-    if args.victim == "lightgcn":
-        image_encoder = text_encoder = None
     victim, metrics = train_victim(
         args.victim,
         dataset,

@@ -96,11 +96,11 @@ class ClipTrainConfig:
 
     n_train_items: int = 3000
     n_eval_items: int = 500
-    steps: int = 1200
+    steps: int = 600
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05
-    warmup: int = 60
+    warmup: int = 30
     text_mix: tuple[float, float, float] = (0.4, 0.2, 0.4)
     max_shift: int = 4
     eval_fraction: float = 0.1

@@ -44,7 +44,7 @@ class CnnTrainConfig:
 
     n_train_items: int = 3000
     n_eval_items: int = 500
-    steps: int = 600
+    steps: int = 800
     batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 5e-4
@@ -162,7 +162,7 @@ def build(out_dir: Path, dataset, *, fast: bool = False, seed: int = 0, config: 
     """
     from venomkit.encoders.loading import load_image_encoder
     from venomkit.encoders.torchvision_cnn import ResNetConfig, TorchvisionImageEncoder, build_resnet
-    from venomkit.zoo.clip import categorical_attributes, is_toyshop_catalog, fresh_toyshop_catalog
+    from venomkit.zoo.clip import categorical_attributes, fresh_toyshop_catalog, is_toyshop_catalog
 
     cfg = config or (CnnTrainConfig.fast() if fast else CnnTrainConfig())
     out_dir = Path(out_dir)

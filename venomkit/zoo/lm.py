@@ -50,7 +50,7 @@ class LMTrainConfig:
     intermediate_size: int = 384
     vocab_size: int = 2048
     max_length: int = 320
-    steps: int = 1500
+    steps: int = 1200
     batch_size: int = 16
     lr: float = 3e-3
     warmup: int = 100
@@ -162,22 +162,35 @@ def lr_at(step: int, cfg_steps: int, warmup: int, lr: float) -> float:
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def _length_bucketed_batches(
+    tokenizer, items: Sequence[dict[str, str]], cfg: LMTrainConfig, rng: np.random.Generator, n_batches: int
+) -> list[list[tuple[list[int], list[int]]]]:
+    # Pairs vary 2x in length (0-2 style examples); batching similar lengths cuts padding.
+    pool = [
+        encode_pair(tokenizer, *rewrite_example(items, int(rng.integers(len(items))), rng, cfg.style_prob), cfg.max_length)
+        for _ in range(cfg.batch_size * n_batches)
+    ]
+    pool.sort(key=lambda pair: len(pair[0]))
+    batches = [pool[k * cfg.batch_size : (k + 1) * cfg.batch_size] for k in range(n_batches)]
+    return [batches[k] for k in rng.permutation(n_batches)]
+
+
 def train_lm(model, tokenizer, items: Sequence[dict[str, str]], cfg: LMTrainConfig, seed: int) -> list[float]:
     """Train ``model`` on freshly rendered rewrite pairs of ``items``; returns the loss curve."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))
     model.train()
-    losses = []
+    losses: list[float] = []
+    queue: list = []
     bar = tqdm(range(cfg.steps), desc="toyshop-lm", disable=None)
     for step in bar:
-        batch = [
-            encode_pair(tokenizer, *rewrite_example(items, int(rng.integers(len(items))), rng, cfg.style_prob), cfg.max_length)
-            for _ in range(cfg.batch_size)
-        ]
-        input_ids, labels, mask = _collate(batch, tokenizer.pad_token_id)
+        if not queue:
+            queue = _length_bucketed_batches(tokenizer, items, cfg, rng, n_batches=8)
+        input_ids, labels, mask = _collate(queue.pop(), tokenizer.pad_token_id)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg.steps, cfg.warmup, cfg.lr)
+        # Mean over target tokens, as the model's own loss (labels are shifted inside).
         loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -383,19 +383,26 @@ def _captions_of(catalog, index: int) -> list[str]:
     return prompts
 
 
+def _fit(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize (N, 3, H, W) images to ``size`` px (antialiased) when a catalog has another size."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    return F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+
+
 def _prepare_data(dataset, training: SDTraining, seed: int, image_size: int) -> _Data:
+    """Held-out catalog items for the figures; the rest (plus extra toyshop items) for training.
+
+    Catalogs of another image size (e.g. ML-100K posters) are resized to ``image_size``.
+    """
     catalog = dataset.catalog
-    if catalog.image_size != image_size:
-        raise ValueError(
-            f"toyshop-sd trains at {image_size} px but the dataset {dataset.name!r} has {catalog.image_size} px images"
-        )
     n = len(catalog)
     if n < 2:
         raise ValueError(f"dataset {dataset.name!r} has {n} items; toyshop-sd needs at least 2")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     n_eval = min(training.eval_items, max(1, n // 5))
     eval_index, train_index = sorted(order[:n_eval]), order[n_eval:]
-    images = [_to_uint8(catalog.image_batch(train_index))]
+    images = [_to_uint8(_fit(catalog.image_batch(train_index[s : s + 512]), image_size)) for s in range(0, len(train_index), 512)]
     captions = [_captions_of(catalog, i) for i in train_index]
     if training.extra_items and dataset.name.startswith("toyshop"):
         from venomkit.data import toyshop
@@ -404,7 +411,7 @@ def _prepare_data(dataset, training: SDTraining, seed: int, image_size: int) -> 
         extra = toyshop.make(n_users=20, n_items=training.extra_items, image_size=image_size, seed=seed + 7919)
         images.append(_to_uint8(extra.catalog.image_batch(list(range(len(extra.catalog))))))
         captions += [_captions_of(extra.catalog, i) for i in range(len(extra.catalog))]
-    eval_images = catalog.image_batch(eval_index).float()
+    eval_images = _fit(catalog.image_batch(eval_index).float(), image_size)
     eval_captions = [_captions_of(catalog, i)[0] for i in eval_index]
     return _Data(torch.cat(images), captions, eval_images, eval_captions, eval_index)
 
@@ -448,7 +455,7 @@ def train_vae(vae, images: torch.Tensor, training: SDTraining, seed: int) -> lis
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     vae.eval()
     return losses
 
@@ -515,7 +522,7 @@ def train_unet(
         torch.nn.utils.clip_grad_norm_(list(unet.parameters()) + list(text_encoder.parameters()), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     unet.eval()
     text_encoder.eval()
     return losses

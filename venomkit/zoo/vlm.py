@@ -8,12 +8,15 @@ tokenizer (``<image>`` special token). A ``LlavaProcessor`` with a ``CLIPImagePr
 at 64 px is saved next to the weights, so ``AutoProcessor.from_pretrained(folder)`` and
 ``AutoModelForImageTextToText.from_pretrained(folder)`` read it like ``llava-hf`` weights.
 
-Training (from scratch; there is no pretrained LLaVA here) on the training interactions:
-each step takes users, one of their training items as the positive and a sampled item they
-never interacted with as the negative, with up to ``max_history`` other training items as the
-history, and fits the answer token (`` yes`` / `` no``) after the prompt of
-:func:`venomkit.victims.mllm_ranker.build_ranking_prompt` -- next-token cross-entropy plus a
-pairwise (BPR) term on the yes/no margins of the pair. With probability ``text_drop`` the
+Training (from scratch; there is no pretrained LLaVA here) follows LLaVA's two stages.
+Stage 1 (feature alignment, :func:`pretrain_captions`): the model learns to answer
+``USER: <image> What is this item? ASSISTANT:`` with the item's title, which names its
+category, colour, pattern and material. Stage 2 (:func:`train_vlm`), on the training
+interactions: each step takes users, one of their training items as the positive and a
+sampled item they never interacted with as the negative, with up to ``max_history`` other
+training items as the history, and fits the answer token (`` yes`` / `` no``) after the prompt
+of :func:`venomkit.victims.mllm_ranker.build_ranking_prompt` -- next-token cross-entropy plus
+a pairwise (BPR) term on the yes/no margins of the pair. With probability ``text_drop`` the
 candidate's text is left out, so the model must also read the image (the raw-pixel attacks
 need a ranker that looks at pixels).
 
@@ -55,11 +58,13 @@ class VLMTrainConfig:
     intermediate_size: int = 384
     vocab_size: int = 2048
     max_history: int = 8
+    caption_steps: int = 300
+    caption_batch_size: int = 32
     steps: int = 1200
     batch_size: int = 16
     lr: float = 2e-3
     warmup: int = 60
-    text_drop: float = 0.3
+    text_drop: float = 0.4
     pairwise_weight: float = 1.0
     eval_users: int = 200
     n_negatives: int = 99
@@ -79,6 +84,11 @@ class VLMTrainConfig:
             raise ValueError("VLMTrainConfig.hidden_size / vision_hidden_size must be divisible by their head counts")
         if not 0.0 <= self.text_drop < 1.0:
             raise ValueError(f"VLMTrainConfig.text_drop must be in [0, 1), got {self.text_drop}")
+        if self.caption_steps < 0 or self.caption_batch_size < 1:
+            raise ValueError(
+                f"VLMTrainConfig.caption_steps must be >= 0 and caption_batch_size >= 1, got "
+                f"{self.caption_steps} / {self.caption_batch_size}"
+            )
         if self.max_history < 0:
             raise ValueError(f"VLMTrainConfig.max_history must be >= 0, got {self.max_history}")
         if self.lr <= 0:
@@ -89,7 +99,8 @@ class VLMTrainConfig:
         """The same pipeline in seconds (undertrained; for tests and ``--fast``)."""
         return cls(
             vision_hidden_size=32, vision_layers=1, hidden_size=64, num_layers=1, intermediate_size=128,
-            vision_intermediate_size=64, steps=30, batch_size=8, warmup=5, eval_users=20, max_history=5,
+            vision_intermediate_size=64, caption_steps=10, caption_batch_size=8, steps=30, batch_size=8, warmup=5,
+            eval_users=20, max_history=5,
         )  # fmt: skip
 
 
@@ -173,6 +184,62 @@ def _history(rng: np.random.Generator, items: np.ndarray, exclude: int, max_hist
     return [int(i) for i in rng.permutation(others)]
 
 
+def build_caption_prompt(image_token: str = "<image>") -> str:
+    """The stage-1 (feature alignment) prompt; the answer is the item's title."""
+    return f"USER: {image_token} What is this item? ASSISTANT:"
+
+
+def pretrain_captions(ranker: MLLMRanker, dataset, cfg: VLMTrainConfig, seed: int) -> list[float]:
+    """LLaVA stage 1: learn to name an item (its title) from its image alone.
+
+    Titles name category, colour, pattern and material, so this teaches the vision tower
+    and projector the attributes users' tastes act on before the ranking stage, which
+    otherwise could lean on the candidate text alone.
+    """
+    if cfg.caption_steps == 0:
+        return []
+    rng = np.random.default_rng(seed + 17)
+    tok = ranker.tokenizer
+    titles = item_titles(dataset.catalog)
+    images = dataset.catalog.image_batch(range(dataset.n_items))
+    prompt_ids, _ = ranker.tokenize([build_caption_prompt(ranker.image_token)])
+    prompt_ids = prompt_ids[0].tolist()
+    answers = [tok(" " + t, add_special_tokens=False).input_ids + [tok.eos_token_id] for t in titles]
+    model = ranker.model
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    model.train()
+    losses: list[float] = []
+    bar = tqdm(range(cfg.caption_steps), desc="toyshop-vlm captions", disable=None)
+    for step in bar:
+        index = rng.integers(dataset.n_items, size=cfg.caption_batch_size)
+        width = len(prompt_ids) + max(len(answers[i]) for i in index)
+        input_ids = torch.full((len(index), width), tok.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(index), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(index), width), dtype=torch.long)
+        for r, i in enumerate(index):
+            ids = prompt_ids + answers[i]
+            input_ids[r, : len(ids)] = torch.tensor(ids)
+            labels[r, len(prompt_ids) : len(ids)] = torch.tensor(answers[i])
+            mask[r, : len(ids)] = 1
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, cfg.caption_steps, cfg)
+        out = model(
+            input_ids=input_ids.to(ranker.device),
+            attention_mask=mask.to(ranker.device),
+            pixel_values=ranker.pixel_values(images[index]),
+            labels=labels.to(ranker.device),
+        )
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(out.loss.item())
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    model.eval()
+    return losses
+
+
 def train_vlm(ranker: MLLMRanker, dataset, cfg: VLMTrainConfig, seed: int) -> list[float]:
     """Fine-tune ``ranker.model`` on yes/no answers for train positives and sampled negatives."""
     rng = np.random.default_rng(seed)
@@ -203,7 +270,7 @@ def train_vlm(ranker: MLLMRanker, dataset, cfg: VLMTrainConfig, seed: int) -> li
                 candidates.append(item)
                 cand_texts.append("" if rng.random() < cfg.text_drop else texts[item])
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step, cfg)
+            group["lr"] = _lr_at(step, cfg.steps, cfg)
         out = ranker(histories, images[candidates], cand_texts)
         targets = yes_no.repeat(cfg.batch_size)  # (pos: yes, neg: no) per pair
         answer_loss = F.cross_entropy(out.logits, targets)
@@ -221,10 +288,11 @@ def train_vlm(ranker: MLLMRanker, dataset, cfg: VLMTrainConfig, seed: int) -> li
     return losses
 
 
-def _lr_at(step: int, cfg: VLMTrainConfig) -> float:
+def _lr_at(step: int, total: int, cfg: VLMTrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 5% of ``cfg.lr`` at ``total`` steps."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    progress = min(1.0, (step - cfg.warmup) / max(1, total - cfg.warmup))
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -328,6 +396,7 @@ def build(out_dir: Path, dataset, *, fast: bool = False, seed: int = 0, config: 
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(model_config(tokenizer, cfg))
     ranker = MLLMRanker(model, processor, spec=str(out_dir), max_history=cfg.max_history)
+    caption_losses = pretrain_captions(ranker, dataset, cfg, seed)
     losses = train_vlm(ranker, dataset, cfg, seed)
     train_seconds = time.time() - started
 
@@ -346,6 +415,7 @@ def build(out_dir: Path, dataset, *, fast: bool = False, seed: int = 0, config: 
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "dtype": "float16",
         "train_steps": cfg.steps,
+        "final_caption_loss": float(np.mean(caption_losses[-20:])) if caption_losses else None,
         "final_train_loss": float(np.mean(losses[-20:])),
         "train_seconds": round(train_seconds, 1),
         f"hr@{k}": full[f"hr@{k}"],
