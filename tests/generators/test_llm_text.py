@@ -78,3 +78,15 @@ def test_zoo_names_resolve_through_the_zoo(lm_folder, monkeypatch):
     assert pretrained_source(f"zoo:{lm_folder.name}") == str(lm_folder)
     out = LLMRewriter(f"zoo:{lm_folder.name}", max_new_tokens=4).rewrite(TEXTS[:1], n=1)
     assert len(out) == 1 and len(out[0]) == 1
+
+
+def test_shipped_zoo_lm_keeps_category_and_colour():
+    from venomkit.zoo import available
+
+    if "toyshop-lm" not in available():
+        pytest.skip("zoo:toyshop-lm is not built (venomkit zoo build --only toyshop-lm)")
+    text = "Plain blue ceramic mug by Lumen. A glossy ceramic cup for the morning coffee, in one solid blue tone."
+    out = LLMRewriter("zoo:toyshop-lm", max_new_tokens=80).rewrite([text], n=4, temperature=0.7, seed=0)[0]
+    assert len(out) == 4
+    # The zoo build measures >= 80% on held-out items; a clean plain text should keep both words at least 2 of 4 times.
+    assert sum("mug" in s.lower() and "blue" in s.lower() for s in out) >= 2, out

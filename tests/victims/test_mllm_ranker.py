@@ -103,3 +103,17 @@ def test_candidate_lists_and_errors(ranker, vlm_folder, monkeypatch):
         MLLMRanker.load("llava-hf/llava-1.5-7b-hf-not-cached")
     monkeypatch.setenv("VENOMKIT_ZOO", str(vlm_folder.parent))
     assert MLLMRanker.load(f"zoo:{vlm_folder.name}").n_image_tokens == 16
+
+
+def test_shipped_zoo_model_ranks_with_pixel_gradients():
+    from venomkit.zoo import available
+
+    if "toyshop-vlm" not in available():
+        pytest.skip("zoo:toyshop-vlm is not built (venomkit zoo build --only toyshop-vlm)")
+    ranker = MLLMRanker.load("zoo:toyshop-vlm")
+    assert ranker.n_image_tokens == 64
+    images = torch.rand(2, 3, 64, 64, requires_grad=True)
+    scores = ranker.score([TITLES, TITLES[:1]], images, TEXTS[:2])
+    scores.sum().backward()
+    assert torch.isfinite(scores).all() and images.grad.abs().sum() > 0
+    assert ranker.patch_attention([TITLES], images[:1].detach(), TEXTS[:1]).shape == (1, 8, 8)

@@ -61,3 +61,12 @@ def test_cli_train_writes_a_loadable_checkpoint(tiny_dataset, tmp_path, monkeypa
     bad = parser.parse_args(["--data", "tiny", "--victim", "vbpr", "--out", str(tmp_path / "x"), "--layers", "3"])
     with pytest.raises(ValueError, match="--layers"):
         cli_train(bad)
+
+
+def test_the_cli_table_entry_points_at_the_same_command():
+    # venomkit/cli.py wires `venomkit train` to venomkit.victims.training.
+    from venomkit.victims import training
+
+    parser = training.add_train_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(["--data", "toyshop", "--victim", "lightgcn", "--out", "x"])
+    assert args.lr is None and args.image_encoder == "zoo:toyshop-clip" and callable(training.cli_train)

@@ -87,7 +87,7 @@ def test_cli_build_and_list(tmp_path, fake_family, capsys):
 def test_fast_build_of_clip_and_cnn_loads_through_public_loaders(tmp_path, monkeypatch):
     """A real `--fast` build (minutes on a busy 2-core machine), then the public loaders."""
     started = time.time()
-    manifest = build_zoo(["toyshop-clip", "toyshop-cnn"], fast=True, seed=0, root=tmp_path, threads=2)
+    manifest = build_zoo(["toyshop-clip", "toyshop-cnn"], fast=True, seed=0, root=tmp_path, threads=1)
     assert time.time() - started < 600
     clip_q, cnn_q = manifest["models"]["toyshop-clip"]["quality"], manifest["models"]["toyshop-cnn"]["quality"]
     assert set(clip_q["heldout"]["zero_shot_accuracy"]) == {"category", "colour", "pattern", "material"}
@@ -108,7 +108,7 @@ def test_fast_build_of_clip_and_cnn_loads_through_public_loaders(tmp_path, monke
     import open_clip
 
     model, _, _ = open_clip.create_model_and_transforms(f"local-dir:{tmp_path / 'toyshop-clip'}")
-    assert model.visual.image_size == (64, 64)
+    assert model.visual.image_size in (64, (64, 64))
 
 
 def test_cli_entry_runs_in_a_subprocess(tmp_path):

@@ -193,10 +193,13 @@ def fgm_feature_perturbation(
             if align_weight != 0.0:
                 # create_graph=True: the cosine must stay a function of the features, or its
                 # gradient (and so its effect on the perturbation) is zero.
-                g_vis, g_txt = torch.autograd.grad(loss, [leaves["visual"], leaves["text"]], create_graph=True)
-                cos = alignment_cosine(g_vis, g_txt, align_projections, align_reduction)
-                objective = loss + align_weight * cos
-                grads = torch.autograd.grad(objective, [leaves[m] for m in order], retain_graph=retain_graph)
+                first = dict(zip(order, torch.autograd.grad(loss, [leaves[m] for m in order], create_graph=True)))
+                cos = alignment_cosine(first["visual"], first["text"], align_projections, align_reduction)
+                # d(loss + w cos)/dx = g + w d cos/dx: reuse g rather than backpropagating the loss twice.
+                second = torch.autograd.grad(cos, [leaves[m] for m in order], retain_graph=retain_graph, allow_unused=True)
+                grads = tuple(
+                    first[m].detach() + (align_weight * d if d is not None else 0.0) for m, d in zip(order, second)
+                )
                 if stats is not None:
                     stats["align_cos"] = float(cos.detach())
             else:

@@ -56,13 +56,21 @@ def _load_encoder(spec: str | ImageEncoder | TextEncoder | None, modality: str, 
 def load_content_encoders(
     image_spec: str | ImageEncoder | None, text_spec: str | TextEncoder | None, device: str | torch.device = "cpu"
 ) -> tuple[ImageEncoder | None, TextEncoder | None]:
-    """Load the image and text encoders; one open_clip spec for both loads the model once."""
-    device = torch.device(device)
+    """Load the image and text encoders (specs or ready objects; None skips a modality).
+
+    One open_clip spec for both loads the model once. A missing model (e.g. the zoo not
+    built yet) raises FileNotFoundError saying which flag chooses another: there is no
+    silent fallback to a different encoder.
+    """
+    device = resolve_device(device)
     if isinstance(image_spec, str) and image_spec == text_spec:
         from venomkit.encoders import loading
 
-        if loading.detect_family(image_spec) == "open_clip":
-            return loading.load_encoders(image_spec, device)
+        try:
+            if loading.detect_family(image_spec) == "open_clip":
+                return loading.load_encoders(image_spec, device)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"{exc} (choose other encoders explicitly with --image-encoder/--text-encoder SPEC)") from None
     return _load_encoder(image_spec, "visual", device), _load_encoder(text_spec, "text", device)
 
 
@@ -277,6 +285,7 @@ def cli_train(args: argparse.Namespace) -> int:
     from venomkit.data.loaders import load_dataset
     from venomkit.victims.checkpoint import save_victim
 
+    config = _config_from_args(args)  # flag errors before the data loads
     dataset = load_dataset(args.data, split=args.split) if args.split else load_dataset(args.data)
     image_encoder, text_encoder = _encoder_arg(args.image_encoder), _encoder_arg(args.text_encoder)
     victim, metrics = train_victim(
@@ -295,7 +304,7 @@ def cli_train(args: argparse.Namespace) -> int:
         feature_batch_size=args.feature_batch_size,
         feature_cache=args.feature_cache,
         progress=not args.no_progress,
-        **_config_from_args(args),
+        **config,
     )
     metrics["command"] = "venomkit train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
     folder = save_victim(victim, args.out, metrics=metrics)

@@ -108,11 +108,33 @@ def read_manifest(root: Path | None = None) -> dict:
         raise ValueError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from None
 
 
-def _write_manifest(root: Path, manifest: dict) -> None:
-    manifest["total_bytes"] = sum(m.get("bytes", 0) for m in manifest["models"].values())
-    tmp = root / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, root / MANIFEST)
+def update_manifest(root: Path, name: str, entry: dict | None) -> dict:
+    """Set (or, with ``None``, remove) one model's entry in ``root/manifest.json``; returns it.
+
+    Re-reads the file under an exclusive lock right before writing, so concurrent builds of
+    different models (one process per model) do not drop each other's entries; the write is
+    atomic (temporary file + rename).
+    """
+    import fcntl
+
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / (MANIFEST + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            manifest = read_manifest(root)
+            manifest.setdefault("models", {})
+            if entry is None:
+                manifest["models"].pop(name, None)
+            else:
+                manifest["models"][name] = entry
+            manifest["models"] = dict(sorted(manifest["models"].items()))
+            manifest["total_bytes"] = sum(m.get("bytes", 0) for m in manifest["models"].values())
+            tmp = root / (MANIFEST + f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp, root / MANIFEST)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return manifest
 
 
 def _load_data(data: str):
@@ -165,7 +187,6 @@ def build_zoo(
     dataset = _load_data(data)
     model_prefix = "toyshop" if data == "toyshop" else _slug(prefix or dataset.name)
     manifest = read_manifest(root)
-    manifest.setdefault("models", {})
     for family in families:
         module = importlib.import_module(f"venomkit.zoo.{family}")
         name = f"{model_prefix}-{family}"
@@ -182,7 +203,7 @@ def build_zoo(
             shutil.rmtree(final)
         os.replace(partial, final)
         files = describe_files(final)
-        manifest["models"][name] = {
+        entry = {
             "family": family,
             "folder": name,
             "files": files,
@@ -197,7 +218,7 @@ def build_zoo(
             "quality": figures,
             "versions": {"venomkit": venomkit.__version__, "torch": torch.__version__},
         }
-        _write_manifest(root, manifest)
+        manifest = update_manifest(root, name, entry)
         print(f"[zoo] {name}: {manifest['models'][name]['bytes'] / 1e6:.2f} MB in {seconds:.0f} s", file=sys.stderr, flush=True)
     return manifest
 

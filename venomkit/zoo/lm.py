@@ -50,7 +50,7 @@ class LMTrainConfig:
     intermediate_size: int = 384
     vocab_size: int = 2048
     max_length: int = 320
-    steps: int = 1200
+    steps: int = 1600
     batch_size: int = 16
     lr: float = 3e-3
     warmup: int = 100
@@ -213,6 +213,9 @@ def evaluate_rewrites(
 ) -> dict:
     """Share of rewrites of ``items`` that name their category and colour (and other figures).
 
+    Also reports, over all rewrites, how often pattern, material and brand survive when the
+    catalog has those attributes.
+
     Each item's catalog text is rewritten ``n`` times without style examples and, when
     ``style_items`` are given, ``n`` times imitating the texts of ``style_items[:2]``.
     """
@@ -240,6 +243,11 @@ def evaluate_rewrites(
         figures[f"{name}_differs_from_original"] = float(np.mean(changed))
         all_keep.extend(keep)
     figures["keeps_category_and_colour"] = float(np.mean(all_keep))
+    # The other attributes a faithful rewrite keeps (reported, not part of the acceptance).
+    for attr in ("pattern", "material", "brand"):
+        if attr in attrs:
+            kept = [names_word(r, str(attrs[attr][i])) for outputs in runs.values() for k, i in enumerate(items) for r in outputs[k]]
+            figures[f"keeps_{attr}"] = float(np.mean(kept))
     figures["n_rewrites"] = len(all_keep)
     figures["examples"] = [{"original": texts[k], "rewrite": runs["plain"][k][0]} for k in range(min(3, len(items)))]
     return figures
