@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from venomkit.generators.llm_text import LLMRewriter, build_rewrite_prompt, pretrained_source
+from venomkit.generators.llm_text import (
+    LLMRewriter,
+    build_rewrite_prompt,
+    pretrained_source,
+)
 
 TEXTS = [
     "Plain red cotton t-shirt by Northwind. A classic tee for warm weekends.",

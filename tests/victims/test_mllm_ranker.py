@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from venomkit.victims.mllm_ranker import MLLMRanker, build_ranking_prompt, num_image_tokens
+from venomkit.victims.mllm_ranker import (
+    MLLMRanker,
+    build_ranking_prompt,
+    num_image_tokens,
+)
 
 TITLES = ["Plain red cotton t-shirt", "Blue striped ceramic mug", "Green wool hat", "Black leather watch"]
 TEXTS = ["A red tee for warm weekends.", "A blue mug with stripes.", "A green hat with a classic band."]

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from venomkit.zoo.lm import LMTrainConfig, evaluate_rewrites, names_word, rewrite_example
+from venomkit.zoo.lm import (
+    LMTrainConfig,
+    evaluate_rewrites,
+    names_word,
+    rewrite_example,
+)
 
 
 def _items():
@@ -54,10 +59,14 @@ class _FakeRewriter:
         return [[self.outputs[k % len(self.outputs)]] * n for k in range(len(texts))]
 
 
+class _FakeCatalog:
+    def __init__(self):
+        self.texts = ["a blue mug", "a red hat"]
+        self.attributes = {"category": ["mug", "hat"], "colour": ["blue", "red"]}
+
+
 class _FakeDataset:
-    class catalog:  # noqa: N801 - stands in for a Catalog
-        texts = ["a blue mug", "a red hat"]
-        attributes = {"category": ["mug", "hat"], "colour": ["blue", "red"]}
+    catalog = _FakeCatalog()
 
 
 def test_evaluate_rewrites_counts_category_and_colour():

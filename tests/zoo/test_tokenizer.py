@@ -6,7 +6,12 @@ import json
 
 import pytest
 
-from venomkit.zoo.tokenizer import IMAGE_TOKEN, catalog_corpus, load_tokenizer, train_tokenizer
+from venomkit.zoo.tokenizer import (
+    IMAGE_TOKEN,
+    catalog_corpus,
+    load_tokenizer,
+    train_tokenizer,
+)
 
 TEXTS = [
     "The red striped cotton t-shirt you wanted, by Northwind. Easy to care for.",

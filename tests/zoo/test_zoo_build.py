@@ -122,3 +122,26 @@ def test_cli_entry_runs_in_a_subprocess(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "toyshop-clip" in out.stdout and "missing" in out.stdout
+
+
+def test_saved_clip_and_cnn_files_are_byte_identical_across_saves(tmp_path):
+    """The manifest pins sha256: saving the same weights twice must give the same bytes."""
+    import copy
+
+    from open_clip.model import CLIP
+
+    from venomkit.encoders.torchvision_cnn import ResNetConfig, TorchvisionImageEncoder, build_resnet
+    from venomkit.zoo.build import describe_files
+    from venomkit.zoo.clip import MODEL_CFG, PREPROCESS_CFG, save_open_clip_folder
+    from venomkit.zoo.cnn import save_cnn_folder
+
+    torch.manual_seed(0)
+    model = CLIP(**copy.deepcopy(MODEL_CFG))
+    config = ResNetConfig(widths=[8, 8, 8, 8], stem_width=8, num_classes=3, image_size=64, resize_size=None)
+    cnn = TorchvisionImageEncoder(build_resnet(config), config, "test")
+    runs = ("a", "b", "c")  # safetensors used to order several metadata keys at random
+    for run in runs:
+        save_open_clip_folder(model, tmp_path / run / "clip", copy.deepcopy(MODEL_CFG), PREPROCESS_CFG)
+        save_cnn_folder(cnn, tmp_path / run / "cnn")
+    first = describe_files(tmp_path / "a")
+    assert all(describe_files(tmp_path / run) == first for run in runs[1:])

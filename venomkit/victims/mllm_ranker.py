@@ -24,9 +24,9 @@ user-prefix KV-cache reuse on top of :meth:`MLLMRanker.score`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -152,7 +152,7 @@ class MLLMRanker(nn.Module):
         dtype: torch.dtype = torch.float32,
         attn_implementation: str = "eager",
         max_history: int = 8,
-    ) -> "MLLMRanker":
+    ) -> MLLMRanker:
         """Load ``zoo:NAME``, a folder or a cached hub id with ``from_pretrained``.
 
         ``attn_implementation="eager"`` is what returns attention maps; use ``"sdpa"`` when

@@ -358,7 +358,9 @@ def save_open_clip_folder(model: torch.nn.Module, out_dir: Path, model_cfg: dict
         k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous().cpu()
         for k, v in model.state_dict().items()
     }
-    save_file(state, str(out_dir / WEIGHTS_FILE), metadata={"format": "pt", "venomkit": "toyshop-clip"})
+    # one metadata key only: safetensors writes several in random order, and the bytes (sha256
+    # in the manifest) must be the same on every build
+    save_file(state, str(out_dir / WEIGHTS_FILE), metadata={"format": "pt"})
 
 
 @functools.lru_cache(maxsize=2)

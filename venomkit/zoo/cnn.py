@@ -152,7 +152,9 @@ def save_cnn_folder(encoder, out_dir: Path) -> None:
         k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous().cpu()
         for k, v in encoder.model.state_dict().items()
     }
-    save_file(state, str(out_dir / encoder.config.weights), metadata={"format": "pt", "venomkit": "toyshop-cnn"})
+    # one metadata key only: safetensors writes several in random order, and the bytes (sha256
+    # in the manifest) must be the same on every build
+    save_file(state, str(out_dir / encoder.config.weights), metadata={"format": "pt"})
 
 
 def build(out_dir: Path, dataset, *, fast: bool = False, seed: int = 0, config: CnnTrainConfig | None = None) -> dict:

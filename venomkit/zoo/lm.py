@@ -27,9 +27,9 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -74,7 +74,7 @@ class LMTrainConfig:
             raise ValueError(f"LMTrainConfig.lr must be > 0, got {self.lr}")
 
     @classmethod
-    def fast(cls) -> "LMTrainConfig":
+    def fast(cls) -> LMTrainConfig:
         """Minutes -> seconds: the same pipeline, undertrained (for tests and ``--fast``)."""
         return cls(hidden_size=64, num_layers=2, intermediate_size=128, steps=40, batch_size=8, warmup=5, eval_items=6, eval_samples=1)
 
@@ -271,7 +271,7 @@ def build(out_dir: Path, dataset, *, fast: bool = False, seed: int = 0, config: 
     started = time.time()
     items = item_attributes(dataset)
     order = np.random.default_rng(seed).permutation(len(items))
-    n_heldout = max(1, int(round(cfg.heldout_fraction * len(items))))
+    n_heldout = max(1, round(cfg.heldout_fraction * len(items)))
     heldout, train_index = np.sort(order[:n_heldout]), np.sort(order[n_heldout:])
 
     tokenizer = train_zoo_tokenizer(dataset, vocab_size=cfg.vocab_size, seed=seed)

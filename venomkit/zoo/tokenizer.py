@@ -15,8 +15,8 @@ Byte-level BPE needs no ``<unk>``: every string encodes, and decoding round-trip
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 PAD_TOKEN = "<pad>"
 BOS_TOKEN = "<s>"
@@ -47,7 +47,14 @@ def train_tokenizer(
         a ``PreTrainedTokenizerFast`` (``TokenizersBackend`` in transformers 5.x) with
         bos/eos/pad set, ``<image>`` as an extra special token and bos prepended on encode.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     if not 300 <= vocab_size <= 65536:

@@ -32,7 +32,6 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -95,7 +94,7 @@ class VLMTrainConfig:
             raise ValueError(f"VLMTrainConfig.lr must be > 0, got {self.lr}")
 
     @classmethod
-    def fast(cls) -> "VLMTrainConfig":
+    def fast(cls) -> VLMTrainConfig:
         """The same pipeline in seconds (undertrained; for tests and ``--fast``)."""
         return cls(
             vision_hidden_size=32, vision_layers=1, hidden_size=64, num_layers=1, intermediate_size=128,
@@ -404,7 +403,7 @@ def build(out_dir: Path, dataset, *, fast: bool = False, seed: int = 0, config: 
     processor.save_pretrained(out_dir)
 
     loaded = MLLMRanker.load(out_dir, max_history=cfg.max_history)
-    eval_kw = dict(n_users=cfg.eval_users, n_negatives=cfg.n_negatives, k=cfg.k, seed=seed)
+    eval_kw = {"n_users": cfg.eval_users, "n_negatives": cfg.n_negatives, "k": cfg.k, "seed": seed}
     with torch.no_grad():
         full = evaluate_ranker(loaded, dataset, **eval_kw)
         image_only = evaluate_ranker(loaded, dataset, image_only=True, **eval_kw)
