@@ -67,6 +67,23 @@ def test_run_writes_files_and_round_trip_figures(shop, dataset, tmp_path):
         assert float(r["hr@5_after"]) == pytest.approx(float(hr5), abs=1e-6)
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["n_targets"] == 3 and "hr@50_after" in s["means"] and summary["n_targets"] == 3
+    # The tiny encoders are not one CLIP model: no clip_* figures, only the victim's own cosine.
+    assert "clip_image_sim" not in rows[0] and "clip_text_sim_adv" not in rows[0]
+    assert all(-1 - 1e-6 <= float(r["victim_image_sim"]) <= 1 + 1e-6 for r in rows)
+
+
+def test_stealth_clip_figures_are_cosines_of_the_saved_pngs(shop, dataset, tmp_path):
+    victim = shop["victim"]
+    pair = (victim.image_encoder, victim.text_encoder)  # stands in for a CLIP: both map to 16 dims
+    run_attack(PGD(steps=2, k=5), victim, dataset, tmp_path, targets=TARGETS[:2], progress=False, stealth_clip=pair)
+    for r, t in zip(_rows(tmp_path / "results.csv"), TARGETS[:2]):
+        clean = load_image_file(tmp_path / "images" / f"it{t}_clean.png")[None]
+        adv = load_image_file(tmp_path / "images" / f"it{t}_adv.png")[None]
+        with torch.no_grad():
+            f_clean, f_adv, f_text = pair[0](clean), pair[0](adv), pair[1]([shop["texts"][t]])
+        assert float(r["clip_image_sim"]) == pytest.approx(float(torch.cosine_similarity(f_clean, f_adv)), abs=1e-5)
+        assert float(r["clip_text_sim_adv"]) == pytest.approx(float(torch.cosine_similarity(f_adv, f_text)), abs=1e-5)
+        assert float(r["clip_text_sim_clean"]) == pytest.approx(float(torch.cosine_similarity(f_clean, f_text)), abs=1e-5)
 
 
 def test_resume_skips_done_targets(shop, dataset, tmp_path):

@@ -13,13 +13,7 @@ from venomkit.zoo import sd
 CAPTIONS = ["a photo of a plain red ceramic mug", "a photo of a striped blue cotton t-shirt", "a photo of a green hat"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models: a second thread only adds spin-waiting on a shared CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -2,72 +2,37 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import torch
-from torch import nn
 
 from venomkit.data.catalog import Catalog
 from venomkit.data.dataset import Dataset
 from venomkit.data.interactions import Interactions
 from venomkit.encoders.base import ImageEncoder, TextEncoder
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (pytest runs with --import-mode=importlib)
+from tiny_encoders import TinyConvImageEncoder, TinyWordTextEncoder
+
 COLOURS = ["red", "green", "blue"]
 RGB = {"red": (0.9, 0.1, 0.1), "green": (0.1, 0.9, 0.1), "blue": (0.1, 0.1, 0.9)}
 WORDS = ["<pad>", "<unk>", "a", "an", "item", "red", "green", "blue", "mug", "hat", "lamp", "soft", "bright", "nice"]
 
 
-class TinyImageEncoder(ImageEncoder):
+class TinyImageEncoder(TinyConvImageEncoder):
     """conv -> ReLU -> global mean, next to the per-channel means, -> linear. Any H, W."""
 
     def __init__(self, dim: int = 8, seed: int = 0) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
-        self.head = nn.Linear(7, dim)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-        self.spec = f"test:tiny-image-{dim}"
-        self.output_dim = dim
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images * 2 - 1  # normalisation inside the encoder, in torch
-        pooled = torch.relu(self.conv(x)).mean(dim=(2, 3))
-        return self.head(torch.cat([pooled, x.mean(dim=(2, 3))], dim=1))
+        super().__init__(dim, seed, activation="relu")
 
 
-class TinyTextEncoder(TextEncoder):
-    """Whitespace tokenizer over a fixed vocabulary, mean of token embeddings -> linear."""
+class TinyTextEncoder(TinyWordTextEncoder):
+    """Whitespace tokenizer over WORDS, mean of token embeddings -> linear."""
 
     def __init__(self, dim: int = 8, seed: int = 1) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.vocab = {w: i for i, w in enumerate(WORDS)}
-        self.embedding = nn.Embedding(len(WORDS), 6, padding_idx=0)
-        self.head = nn.Linear(6, dim)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-            self.embedding.weight[0].zero_()
-        self.spec = f"test:tiny-text-{dim}"
-        self.output_dim = dim
-
-    def tokenize(self, texts: list[str]) -> torch.Tensor:
-        ids = [[self.vocab.get(w, 1) for w in t.lower().split()] or [1] for t in texts]
-        length = max(len(x) for x in ids)
-        return torch.tensor([x + [0] * (length - len(x)) for x in ids], dtype=torch.long)
-
-    def decode(self, token_ids: torch.Tensor) -> list[str]:
-        return [" ".join(WORDS[i] for i in row.tolist() if i != 0) for row in token_ids]
-
-    @property
-    def token_embedding(self) -> nn.Embedding:
-        return self.embedding
-
-    def forward_embeddings(self, embeddings: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
-        mask = (token_ids != 0).unsqueeze(-1).to(embeddings.dtype)
-        mean = (embeddings * mask).sum(1) / mask.sum(1).clamp_min(1)
-        return self.head(mean)
+        super().__init__(WORDS, dim, seed, scale=0.5, activation="none")
 
 
 def make_tiny_dataset(n_users: int = 60, n_items: int = 45, per_user: int = 8, seed: int = 0, size: int = 12) -> Dataset:

@@ -181,6 +181,16 @@ def _evaluate_one(victim: Victim, features: dict[str, torch.Tensor] | None, targ
     return {k: float(v[0]) for k, v in out.items()}
 
 
+def victim_clip_pair(victim: Victim) -> tuple[Any, Any] | None:
+    """The victim's ``(image, text)`` encoders when they are one open_clip model, else None."""
+    from venomkit.encoders.openclip import OpenClipImageEncoder, OpenClipTextEncoder
+
+    img, txt = victim.image_encoder, victim.text_encoder
+    if isinstance(img, OpenClipImageEncoder) and isinstance(txt, OpenClipTextEncoder) and img.spec == txt.spec:
+        return img, txt
+    return None
+
+
 def run_attack(
     attack: Attack,
     victim: Victim,
@@ -193,11 +203,17 @@ def run_attack(
     targets: Sequence[int] | None = None,
     meta: dict | None = None,
     progress: bool = True,
+    stealth_clip: tuple[Any, Any] | None = None,
 ) -> dict[str, Any]:
     """Attack cold targets of ``victim`` on ``dataset`` and write the run folder; returns the summary.
 
     ``targets`` (item indices) overrides the seeded cold-target selection. Resumes from an
     existing ``results.csv`` when the run settings in ``run.json`` match.
+
+    ``stealth_clip``: the ``(ImageEncoder, TextEncoder)`` CLIP pair of the ``clip_*`` stealth
+    figures; None uses the victim's own encoders when they are one open_clip model, and
+    otherwise leaves the ``clip_*`` columns out (a CNN's features are not CLIP's). The
+    victim's own image encoder always gives ``victim_image_sim``.
     """
     from venomkit.eval.ranking import relative_improvement
 
@@ -236,6 +252,7 @@ def run_attack(
     perturbs_image = "visual" in attack.perturbs
     fields: list[str] | None = list(rows[0].keys()) if rows else None
     device = victim.device
+    clip_pair = stealth_clip if stealth_clip is not None else victim_clip_pair(victim)
     t_attack = 0.0
     from tqdm.auto import tqdm
 
@@ -267,17 +284,19 @@ def run_attack(
         adv_texts = result.adv_texts if result.adv_texts is not None else texts
         with torch.no_grad():
             feats = victim.encode_content(adv_png_t.to(device) if "visual" in victim.modalities else None, adv_texts if "text" in victim.modalities else None)
-            img_enc = victim.image_encoder
             txt_enc = victim.text_encoder
             clip = {}
-            if img_enc is not None:
-                f_clean = img_enc(clean_png_t.to(device))
-                f_adv = img_enc(adv_png_t.to(device))
+            if victim.image_encoder is not None:
+                own = victim.image_encoder
+                clip["victim_image_sim"] = F.cosine_similarity(own(clean_png_t.to(device)), own(adv_png_t.to(device)), dim=1).cpu().numpy()
+            if clip_pair is not None:
+                clip_img, clip_txt = clip_pair
+                f_clean = clip_img(clean_png_t.to(device))
+                f_adv = clip_img(adv_png_t.to(device))
+                f_text = clip_txt(list(texts))
                 clip["clip_image_sim"] = F.cosine_similarity(f_clean, f_adv, dim=1).cpu().numpy()
-                if txt_enc is not None and txt_enc.output_dim == img_enc.output_dim:
-                    f_text = txt_enc(list(texts))
-                    clip["clip_text_sim_clean"] = F.cosine_similarity(f_clean, f_text, dim=1).cpu().numpy()
-                    clip["clip_text_sim_adv"] = F.cosine_similarity(f_adv, f_text, dim=1).cpu().numpy()
+                clip["clip_text_sim_clean"] = F.cosine_similarity(f_clean, f_text, dim=1).cpu().numpy()
+                clip["clip_text_sim_adv"] = F.cosine_similarity(f_adv, f_text, dim=1).cpu().numpy()
             if perturbs_text and txt_enc is not None:
                 clip["text_sim"] = F.cosine_similarity(txt_enc(list(texts)), txt_enc(list(adv_texts)), dim=1).cpu().numpy()
         stealth = image_stealth(clean_png_t, adv_png_t) if perturbs_image else {}
@@ -350,6 +369,12 @@ def add_attack_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument("--max-interactions", type=int, default=5, help="cold = at most this many training interactions")
     parser.add_argument("--seed", type=int, default=0, help="seed of the target selection and of the attack")
     parser.add_argument("--surrogate", default=None, help="grey-box: image encoder spec the attack optimises on")
+    parser.add_argument(
+        "--stealth-clip",
+        default=None,
+        metavar="SPEC",
+        help="CLIP of the clip_* stealth figures (default: the victim's encoders when they are one CLIP, else none; e.g. zoo:toyshop-clip)",
+    )
     parser.add_argument("--device", default="cpu")
     return parser
 
@@ -371,9 +396,26 @@ def cli_attack(args: argparse.Namespace) -> int:
         attack, meta = resolve_attack(args.name, overrides, surrogate=surrogate, device=args.device)
         dataset = load_dataset(args.data)
         victim = load_victim(args.victim, device=args.device)
-        meta.update({"victim": str(args.victim), "data": str(args.data), "surrogate": args.surrogate})
+        stealth_clip = None
+        if getattr(args, "stealth_clip", None):
+            from venomkit.encoders.loading import load_encoders
+
+            stealth_clip = load_encoders(args.stealth_clip, device=args.device)
+            if stealth_clip[1] is None:
+                raise ValueError(f"--stealth-clip {args.stealth_clip!r} has no text tower; give a CLIP (open_clip) spec")
+        clip_spec = args.stealth_clip if stealth_clip is not None else (victim.image_encoder.spec if victim_clip_pair(victim) else None)
+        meta.update({"victim": str(args.victim), "data": str(args.data), "surrogate": args.surrogate, "stealth_clip": clip_spec})
         summary = run_attack(
-            attack, victim, dataset, args.out, n_targets=args.targets, batch_size=args.batch_size, seed=args.seed, max_interactions=args.max_interactions, meta=meta
+            attack,
+            victim,
+            dataset,
+            args.out,
+            n_targets=args.targets,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            max_interactions=args.max_interactions,
+            meta=meta,
+            stealth_clip=stealth_clip,
         )
     except ValueError as exc:
         print(f"venomkit attack: error: {exc}", file=sys.stderr)
