@@ -127,3 +127,21 @@ def test_fast_build_writes_a_loadable_folder_and_figures(tmp_path):
     for part in ("unet", "vae", "text_encoder"):
         name = "model.safetensors" if part == "text_encoder" else "diffusion_pytorch_model.safetensors"
         assert (tmp_path / "toyshop-sd" / part / name).read_bytes() == (tmp_path / "again" / part / name).read_bytes()
+
+
+def test_shipped_toyshop_sd_meets_the_quality_figures():
+    """Issue 3's figures, recomputed on the shipped folder: the held-out items of the build."""
+    import dataclasses
+
+    from venomkit.data import toyshop
+    from venomkit.zoo import available, resolve
+
+    if "toyshop-sd" not in available():
+        pytest.skip("toyshop-sd is not built (venomkit zoo build --only toyshop-sd)")
+    training = dataclasses.replace(sd.FULL_TRAINING, extra_items=0)  # only the held-out split is used
+    data = sd._prepare_data(toyshop.make(), training, seed=0, image_size=64)
+    figures = sd.evaluate_folder(resolve("zoo:toyshop-sd"), data.eval_images, data.eval_captions, seed=0)
+    assert figures["vae_recon_ssim"] >= 0.85
+    assert figures["img2img_ssim"] >= 0.70 and figures["img2img_strength"] == 0.3 and figures["img2img_steps"] == 20
+    assert figures["img2img_clip_similarity"] >= 0.90
+    assert figures["grad_norm_delta"] > 0 and figures["grad_norm_pixels"] > 0

@@ -65,6 +65,29 @@ def test_build_writes_folder_and_manifest(tmp_path, fake_family):
     assert on_disk["models"]["toyshop-clip"]["seed"] == 3 and on_disk["total_bytes"] == entry["bytes"]
 
 
+def test_builders_resolve_zoo_specs_in_the_zoo_being_built(tmp_path, monkeypatch):
+    from venomkit.zoo import resolve
+
+    seen = []
+    (tmp_path / "toyshop-clip").mkdir()
+    (tmp_path / "toyshop-clip" / "x.bin").write_bytes(b"1")
+
+    def build(out_dir, dataset, *, fast, seed):
+        seen.append(resolve("zoo:toyshop-clip"))  # e.g. toyshop-sd's perceptual CNN and CLIP figure
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.json").write_text("{}")
+        return {}
+
+    module = types.ModuleType("venomkit.zoo.cnn")
+    module.build = build
+    monkeypatch.setitem(sys.modules, "venomkit.zoo.cnn", module)
+    monkeypatch.setattr(zoo_build, "_load_data", lambda data: types.SimpleNamespace(name="toyshop"))
+    monkeypatch.setenv("VENOMKIT_ZOO", "/elsewhere")
+    build_zoo(["toyshop-cnn"], root=tmp_path)
+    assert seen == [tmp_path / "toyshop-clip"]
+    assert os.environ["VENOMKIT_ZOO"] == "/elsewhere"  # restored after the build
+
+
 def test_other_data_gets_derived_name(tmp_path, fake_family):
     manifest = build_zoo(["clip"], data="/some/folder", root=tmp_path)
     assert "my-data-clip" in manifest["models"] and (tmp_path / "my-data-clip").is_dir()

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from venomkit.zoo import ZOO_MODELS, available, zoo_root
+from venomkit.zoo import ZOO_ENV, ZOO_MODELS, available, zoo_root
 
 MANIFEST = "manifest.json"
 FAMILIES = tuple(dict.fromkeys(ZOO_MODELS.values()))
@@ -177,8 +177,6 @@ def build_zoo(
     """
     import torch
 
-    import venomkit
-
     families = resolve_names(names)
     root = Path(root) if root is not None else zoo_root()
     root.mkdir(parents=True, exist_ok=True)
@@ -187,6 +185,25 @@ def build_zoo(
     dataset = _load_data(data)
     model_prefix = "toyshop" if data == "toyshop" else _slug(prefix or dataset.name)
     manifest = read_manifest(root)
+    # Builders that use another zoo model (toyshop-sd's perceptual CNN, its CLIP figure) must
+    # find it in the zoo being built, not in the default one.
+    previous_root = os.environ.get(ZOO_ENV)
+    os.environ[ZOO_ENV] = str(root)
+    try:
+        manifest = _build_families(families, root, dataset, data, model_prefix, manifest, fast, seed, prefix, threads)
+    finally:
+        if previous_root is None:
+            os.environ.pop(ZOO_ENV, None)
+        else:
+            os.environ[ZOO_ENV] = previous_root
+    return manifest
+
+
+def _build_families(families, root: Path, dataset, data: str, model_prefix: str, manifest: dict, fast: bool, seed: int, prefix, threads) -> dict:
+    import torch
+
+    import venomkit
+
     for family in families:
         module = importlib.import_module(f"venomkit.zoo.{family}")
         name = f"{model_prefix}-{family}"
