@@ -286,13 +286,16 @@ def run_attack(
             feats = victim.encode_content(adv_png_t.to(device) if "visual" in victim.modalities else None, adv_texts if "text" in victim.modalities else None)
             txt_enc = victim.text_encoder
             clip = {}
-            if victim.image_encoder is not None:
-                own = victim.image_encoder
-                clip["victim_image_sim"] = F.cosine_similarity(own(clean_png_t.to(device)), own(adv_png_t.to(device)), dim=1).cpu().numpy()
+            own = victim.image_encoder
+            if own is not None:
+                # The adversarial PNG's features are the ones just re-encoded for scoring.
+                own_adv = feats["visual"] if "visual" in feats else own(adv_png_t.to(device))
+                own_clean = own(clean_png_t.to(device))
+                clip["victim_image_sim"] = F.cosine_similarity(own_clean, own_adv, dim=1).cpu().numpy()
             if clip_pair is not None:
                 clip_img, clip_txt = clip_pair
-                f_clean = clip_img(clean_png_t.to(device))
-                f_adv = clip_img(adv_png_t.to(device))
+                f_clean = own_clean if clip_img is own else clip_img(clean_png_t.to(device))
+                f_adv = own_adv if clip_img is own else clip_img(adv_png_t.to(device))
                 f_text = clip_txt(list(texts))
                 clip["clip_image_sim"] = F.cosine_similarity(f_clean, f_adv, dim=1).cpu().numpy()
                 clip["clip_text_sim_clean"] = F.cosine_similarity(f_clean, f_text, dim=1).cpu().numpy()
