@@ -132,7 +132,8 @@ def grid_image(clean: torch.Tensor, adv: torch.Tensor, amplify: float = GRID_AMP
     return torch.cat([clean, gap, adv, gap, diff], dim=2)
 
 
-def _safe_name(item_id: str) -> str:
+def image_file_stem(item_id: str) -> str:
+    """The file-name stem of an item's images in a run folder (``<stem>_clean.png``, ``_adv.png``)."""
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(item_id))
 
 
@@ -271,7 +272,7 @@ def run_attack(
         # Save, then read back: every figure below comes from the saved files.
         clean_png, adv_png = [], []
         for b, t in enumerate(batch):
-            name = _safe_name(catalog.item_ids[t])
+            name = image_file_stem(catalog.item_ids[t])
             clean_path, adv_path = out / "images" / f"{name}_clean.png", out / "images" / f"{name}_adv.png"
             save_png(images[b], clean_path)
             clean_png.append(load_image_file(clean_path))

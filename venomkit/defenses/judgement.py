@@ -115,11 +115,12 @@ def raw_feature_shift(victim: Any, dataset: Any, folder: Path, targets: Sequence
     re-encoded by the victim's encoders: how far the raw attack moved the features, in the
     unit of the adversarial training budget ``eps`` (a ratio of the row norm).
     """
+    from venomkit.attacks.runner import image_file_stem
     from venomkit.data.catalog import load_image_file
 
     out: dict[str, float] = {}
     ids = [dataset.catalog.item_ids[t] for t in targets]
-    safe = ["".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(i)) for i in ids]
+    safe = [image_file_stem(i) for i in ids]
     if victim.image_encoder is not None and all((folder / "images" / f"{n}_adv.png").is_file() for n in safe):
         clean = torch.stack([load_image_file(folder / "images" / f"{n}_clean.png") for n in safe]).to(victim.device)
         adv = torch.stack([load_image_file(folder / "images" / f"{n}_adv.png") for n in safe]).to(victim.device)
