@@ -85,7 +85,8 @@ def test_analysis_and_restricted_attacks(kind, shop, trained, tmp_path):
         for key in ("hr@50_before", "hr@50_all", "hr@50_visual_top", "hr@50_text_top", "hr@50_union_top"):
             assert 0.0 <= row[key] <= 1.0
     png = plot_jaccard({kind: [r["jaccard"] for r in rows]}, str(tmp_path / "j.png"))
-    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_analysis_needs_two_modalities(shop):

@@ -104,7 +104,7 @@ def test_perturbations_stay_within_eps_of_each_row(kind, steps, shop, trained):
     victim = trained_copy(kind, shop, trained)
     users, pos, neg = _batch(shop, seed=1)
     cfg = UATConfig(eps=0.1, steps=steps, random_start=steps > 1, lambda_align=2.0)
-    items, rows, deltas, _ = adversarial_feature_deltas(victim, users, pos, neg, cfg.adversary())
+    items, rows, deltas, *_ = adversarial_feature_deltas(victim, users, pos, neg, cfg.adversary())
     for m in ("visual", "text"):
         ratio = deltas[m].norm(dim=1) / rows[m].norm(dim=1)
         assert (ratio <= 0.1 + 1e-5).all(), m
@@ -138,7 +138,7 @@ def test_modality_order_is_preserved(shop, trained):
     torch.manual_seed(0)
     total = hook(victim, users, pos, neg)
     user_emb, item_emb = victim()
-    clean = bpr_from_embeddings(user_emb, item_emb, users, pos, neg) + victim.reg_loss(user_emb[users], item_emb[pos], item_emb[neg])
+    clean = bpr_from_embeddings(user_emb, item_emb, users, pos, neg) + victim.reg_loss(users, pos, neg, user_emb, item_emb)
     adv_tables = victim.features_with(items, {m: rows[m] + deltas[m] for m in rows})
     adv = bpr_from_embeddings(*victim(adv_tables), users, pos, neg)
     assert torch.allclose(total, clean + adv, atol=1e-5)

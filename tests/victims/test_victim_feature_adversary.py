@@ -123,8 +123,8 @@ def test_alignment_term_has_a_gradient_and_changes_the_perturbation(kind, tiny_d
 def test_alignment_with_different_widths_uses_the_victims_projections(tiny_dataset):
     victim = build("vbpr", tiny_dataset, TinyImageEncoder(8), TinyTextEncoder(5), embed_dim=4)
     users, pos, neg = _batch(tiny_dataset, seed=3)
-    _, rows, plain, _ = adversarial_feature_deltas(victim, users, pos, neg, FeatureAdversaryConfig(eps=0.1))
-    _, _, aligned, _ = adversarial_feature_deltas(victim, users, pos, neg, FeatureAdversaryConfig(eps=0.1, align_weight=5.0))
+    _, rows, plain, *_ = adversarial_feature_deltas(victim, users, pos, neg, FeatureAdversaryConfig(eps=0.1))
+    _, _, aligned, *_ = adversarial_feature_deltas(victim, users, pos, neg, FeatureAdversaryConfig(eps=0.1, align_weight=5.0))
     assert plain["visual"].shape[1] == 8 and plain["text"].shape[1] == 5
     assert aligned["visual"].shape == rows["visual"].shape and aligned["text"].shape == rows["text"].shape
     assert not torch.allclose(plain["visual"], aligned["visual"], atol=1e-6)
@@ -134,7 +134,7 @@ def test_visual_only_adversary_leaves_text_untouched_and_order_is_kept(tiny_data
     # Widths 8 (visual) and 5 (text): a swap of modalities would break shapes or radii.
     victim = build("vbpr", tiny_dataset, TinyImageEncoder(8), TinyTextEncoder(5), embed_dim=4)
     users, pos, neg = _batch(tiny_dataset, seed=4)
-    _, rows, deltas, _ = adversarial_feature_deltas(victim, users, pos, neg, FeatureAdversaryConfig(modalities=("visual",), eps=0.2))
+    _, rows, deltas, *_ = adversarial_feature_deltas(victim, users, pos, neg, FeatureAdversaryConfig(modalities=("visual",), eps=0.2))
     assert set(deltas) == {"visual"}
     ratio = deltas["visual"].norm(dim=1) / rows["visual"].norm(dim=1)
     assert torch.allclose(ratio, torch.full_like(ratio, 0.2), atol=1e-5)
@@ -162,3 +162,42 @@ def test_amr_training_loss_perturbs_only_visual_features(tiny_dataset):
     users, pos, neg = _batch(tiny_dataset, seed=6)
     assert victim.config.adversary().modalities == ("visual",)
     assert victim.training_loss(users, pos, neg) > bpr_loss(victim, users, pos, neg)
+
+
+@pytest.mark.parametrize("kind", ["vbpr", "mmgcn"])
+@pytest.mark.parametrize("align_weight", [0.0, 5.0])
+def test_adversarial_loss_gradient_equals_the_naive_two_pass_gradient(kind, align_weight, tiny_dataset):
+    # adversarial_bpr_loss takes the clean loss's parameter gradient from the adversary's own
+    # backward pass; it must equal backpropagating L_BPR(clean) + reg + beta L_BPR(adv) afresh.
+    victim = build(kind, tiny_dataset, TinyImageEncoder(8), TinyTextEncoder(8), embed_dim=4, reg_weight=0.05, **({"latent_dim": 6} if kind == "mmgcn" else {}))
+    users, pos, neg = _batch(tiny_dataset, seed=5)
+    adversary = FeatureAdversaryConfig(eps=0.1, adv_weight=0.7, align_weight=align_weight)
+    params = victim.model_parameters()
+
+    victim.zero_grad()
+    fused = adversarial_bpr_loss(victim, users, pos, neg, adversary)
+    fused.backward()
+    fused_grads = [p.grad.clone() for p in params]
+
+    inner = adversarial_feature_deltas(victim, users, pos, neg, adversary)
+    assert inner.clean_forward is None and inner.clean_param_grads is None  # nothing reused unless asked
+    victim.zero_grad()
+    naive = bpr_loss(victim, users, pos, neg) + 0.7 * bpr_loss(
+        victim, users, pos, neg, features=victim.features_with(inner.items, {m: inner.rows[m] + inner.deltas[m] for m in inner.deltas}), reg=False
+    )
+    naive.backward()
+    assert torch.allclose(fused, naive, atol=1e-6)
+    for p, g in zip(params, fused_grads):
+        assert torch.allclose(g, p.grad, rtol=1e-4, atol=1e-7)
+    assert any(g.abs().sum() > 0 for g in fused_grads)
+
+
+def test_first_loss_params_need_a_list_to_receive_their_gradients():
+    rows = _rows()
+    weight = torch.randn(5, 3, requires_grad=True)
+    with pytest.raises(ValueError, match="first_loss_grads"):
+        fgm_feature_perturbation(lambda x: (x["visual"] @ weight).sum() + x["text"].sum(), rows, eps_ratio=0.1, first_loss_params=[weight])
+    grads: list = []
+    fgm_feature_perturbation(lambda x: (x["visual"] @ weight).pow(2).sum() + x["text"].sum(), rows, eps_ratio=0.1, first_loss_params=[weight], first_loss_grads=grads)
+    expected = torch.autograd.grad((rows["visual"] @ weight).pow(2).sum(), weight)[0]
+    assert len(grads) == 1 and torch.allclose(grads[0], expected)

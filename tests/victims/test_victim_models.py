@@ -81,6 +81,20 @@ def test_mmgcn_propagates_content_through_the_graph(tiny_dataset, encoders):
     assert torch.allclose(adj.sum(1)[n_users:][adj.sum(1)[n_users:] > 0], torch.tensor(1.0))
 
 
+def test_mmgcn_regulariser_is_the_authors_id_and_preference_term(tiny_dataset, encoders):
+    victim = build("mmgcn", tiny_dataset, *encoders, embed_dim=4, latent_dim=6, reg_weight=0.3)
+    users, pos, neg = torch.tensor([0, 1, 1]), torch.tensor([2, 3, 4]), torch.tensor([5, 6, 2])
+    # The authors' loss: user_tensor repeats each user for its (pos, neg) pair, item_tensor
+    # interleaves them, then an element-wise mean; plus the mean square of each preference table.
+    ids = victim.id_embedding
+    user_tensor = users.repeat_interleave(2)
+    item_tensor = torch.stack([pos, neg]).t().reshape(-1) + tiny_dataset.n_users
+    expected = (ids[user_tensor] ** 2 + ids[item_tensor] ** 2).mean()
+    expected = expected + sum((victim.gcn[m].preference ** 2).mean() for m in victim.modalities)
+    user_emb, item_emb = victim()
+    assert torch.allclose(victim.reg_loss(users, pos, neg, user_emb, item_emb), 0.3 * expected)
+
+
 def test_lightgcn_equals_dense_reference(tiny_dataset):
     victim = build("lightgcn", tiny_dataset, embed_dim=5, n_layers=2)
     user_emb, item_emb = victim()

@@ -50,7 +50,7 @@ class VictimConfig:
             does not read that modality. They must equal the encoders' ``output_dim``.
         image_encoder, text_encoder: specs the encoders are loaded from (``zoo:NAME``, a
             folder, a model id), stored so a checkpoint can reload them; ``None`` when unknown.
-        reg_weight: L2 weight on the batch's output embeddings in the BPR loss (>= 0).
+        reg_weight: weight of the victim's L2 term in the BPR loss (``Victim.reg_loss``; >= 0).
     """
 
     n_users: int
@@ -215,13 +215,17 @@ class Victim(nn.Module, ABC):
             user_emb, item_emb = self(features)
         return full_sort_topk(user_emb, item_emb, k, exclude=exclude, users=users, block_size=block_size)
 
-    def reg_loss(self, user_rows: torch.Tensor, pos_rows: torch.Tensor, neg_rows: torch.Tensor) -> torch.Tensor:
+    def reg_loss(
+        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, user_emb: torch.Tensor, item_emb: torch.Tensor
+    ) -> torch.Tensor:
         """L2 regulariser of a BPR batch: ``reg_weight * (|u|^2 + |i|^2 + |j|^2) / 2``, batch mean.
 
-        Applied to the batch's output embeddings (rows of ``forward``), as MMRec does for VBPR;
-        subclasses may override (e.g. LightGCN regularises its layer-0 embeddings).
+        ``users``, ``pos``, ``neg`` are the batch's indices (B,); ``user_emb`` (U, d) and
+        ``item_emb`` (I, d) the ``forward`` outputs the BPR loss was computed from. Applied
+        here to the batch's output rows, as MMRec does for VBPR; subclasses override it with
+        their authors' term (MMGCN regularises its ID embeddings and preferences).
         """
-        sq = user_rows.pow(2).sum(1) + pos_rows.pow(2).sum(1) + neg_rows.pow(2).sum(1)
+        sq = user_emb[users].pow(2).sum(1) + item_emb[pos].pow(2).sum(1) + item_emb[neg].pow(2).sum(1)
         return self.config.reg_weight * 0.5 * sq.mean()
 
     def training_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:

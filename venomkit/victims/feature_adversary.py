@@ -28,7 +28,7 @@ pairs of the batch (the usual case) -- and for nonlinear victims (MMGCN) always.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import torch
 
@@ -63,6 +63,20 @@ def _project_rows(delta: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
     norm = delta.norm(dim=1, keepdim=True)
     factor = torch.where(norm > radius, radius / norm.clamp_min(1e-30), torch.ones_like(norm))
     return delta * factor
+
+
+def _grad(loss: torch.Tensor, leaves: list[torch.Tensor], extra: Sequence[torch.Tensor], **kwargs) -> tuple[torch.Tensor | None, ...]:
+    """``autograd.grad`` of ``loss`` by ``leaves`` (each must be used) and ``extra`` (may be unused)."""
+    grads = torch.autograd.grad(loss, [*leaves, *extra], allow_unused=bool(extra), **kwargs)
+    unused = [i for i, g in enumerate(grads[: len(leaves)]) if g is None]
+    if unused:
+        raise ValueError("loss_fn does not depend on the perturbed feature rows it was given")
+    return grads
+
+
+def _append_detached(out: list | None, grads: Sequence[torch.Tensor | None]) -> None:
+    if out is not None:
+        out.extend(None if g is None else g.detach() for g in grads)
 
 
 def alignment_cosine(
@@ -114,6 +128,8 @@ def fgm_feature_perturbation(
     generator: torch.Generator | None = None,
     stats: dict | None = None,
     retain_graph: bool = False,
+    first_loss_params: Sequence[torch.Tensor] = (),
+    first_loss_grads: list[torch.Tensor | None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Worst-case feature perturbations (FGM for ``steps=1``, else PGD) within a per-row L2 ball.
 
@@ -138,6 +154,11 @@ def fgm_feature_perturbation(
         stats: if a dict is given, filled with the last step's ``loss`` and ``align_cos``.
         retain_graph: keep ``loss_fn``'s graph after the gradient (a caller that reuses the
             first, unperturbed forward pass for its clean loss needs this).
+        first_loss_params: more tensors (a model's parameters) to differentiate the FIRST
+            evaluation of ``loss_fn`` by, in the same backward pass as the features; their
+            gradients (detached; None where unused) are appended to ``first_loss_grads``. For
+            FGM from zero the first evaluation is the clean loss, so a caller that trains on it
+            gets its parameter gradient without a second backward pass through the model.
 
     Returns:
         ``{m: delta (B, D_m)}`` for each perturbed modality, detached, with
@@ -161,6 +182,9 @@ def fgm_feature_perturbation(
     alpha = (1.0 if steps == 1 else 2.5 / steps) if step_size is None else float(step_size)
     if not alpha > 0:
         raise ValueError(f"step_size must be > 0, got {step_size}")
+    first_loss_params = list(first_loss_params)
+    if first_loss_params and first_loss_grads is None:
+        raise ValueError("first_loss_params needs a list first_loss_grads to append their gradients to")
     align_weight = float(align_weight)
     if align_weight != 0.0 and not ("visual" in mods and "text" in mods):
         raise ValueError(f"align_weight needs both 'visual' and 'text' among the perturbed modalities, got {mods}")
@@ -182,7 +206,7 @@ def fgm_feature_perturbation(
             noise = torch.rand(clean[m].shape, generator=generator, device="cpu", dtype=clean[m].dtype).to(clean[m].device)
             delta[m] = _project_rows((noise * 2 - 1) * radius[m], radius[m])
 
-    for _ in range(steps):
+    for step_index in range(steps):
         with torch.enable_grad():
             leaves = {m: (clean[m] + delta[m]).requires_grad_(True) for m in mods}
             inputs = {m: leaves.get(m, clean[m]) for m in names}
@@ -190,10 +214,13 @@ def fgm_feature_perturbation(
             if loss.dim() != 0:
                 raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
             order = list(mods)
+            extra = first_loss_params if step_index == 0 else []
             if align_weight != 0.0:
                 # create_graph=True: the cosine must stay a function of the features, or its
                 # gradient (and so its effect on the perturbation) is zero.
-                first = dict(zip(order, torch.autograd.grad(loss, [leaves[m] for m in order], create_graph=True)))
+                first_all = _grad(loss, [leaves[m] for m in order], extra, create_graph=True)
+                first = dict(zip(order, first_all))
+                _append_detached(first_loss_grads, first_all[len(order):])
                 cos = alignment_cosine(first["visual"], first["text"], align_projections, align_reduction)
                 # d(loss + w cos)/dx = g + w d cos/dx: reuse g rather than backpropagating the loss twice.
                 second = torch.autograd.grad(cos, [leaves[m] for m in order], retain_graph=retain_graph, allow_unused=True)
@@ -203,7 +230,9 @@ def fgm_feature_perturbation(
                 if stats is not None:
                     stats["align_cos"] = float(cos.detach())
             else:
-                grads = torch.autograd.grad(loss, [leaves[m] for m in order], retain_graph=retain_graph)
+                grads = _grad(loss, [leaves[m] for m in order], extra, retain_graph=retain_graph)
+                _append_detached(first_loss_grads, grads[len(order):])
+                grads = grads[: len(order)]
         if stats is not None:
             stats["loss"] = float(loss.detach())
         for m, g in zip(order, grads):
@@ -269,6 +298,29 @@ def batch_item_rows(victim: Victim, pos: torch.Tensor, neg: torch.Tensor) -> tup
     return items, {m: table[m][items] for m in victim.modalities}
 
 
+class BatchAdversary(NamedTuple):
+    """What the inner maximisation of one BPR batch produced (:func:`adversarial_feature_deltas`).
+
+    Attributes:
+        items: the batch's distinct items (K,).
+        rows: their clean feature rows ``{m: (K, D_m)}``.
+        deltas: the perturbations ``{m: (K, D_m)}`` of the perturbed modalities.
+        clean_forward: ``(user_emb, item_emb)`` of the unperturbed forward pass, graph kept,
+            when it was reused (FGM from zero with ``reuse_clean_pass``); else None.
+        clean_loss: the clean BPR loss (detached) of that pass; else None.
+        params: the victim's trainable parameters when the clean pass was reused; else None.
+        clean_param_grads: the clean loss's gradient by each of ``params`` (None where unused).
+    """
+
+    items: torch.Tensor
+    rows: dict[str, torch.Tensor]
+    deltas: dict[str, torch.Tensor]
+    clean_forward: tuple[torch.Tensor, torch.Tensor] | None = None
+    clean_loss: torch.Tensor | None = None
+    params: list[torch.Tensor] | None = None
+    clean_param_grads: list[torch.Tensor | None] | None = None
+
+
 def adversarial_feature_deltas(
     victim: Victim,
     users: torch.Tensor,
@@ -276,30 +328,32 @@ def adversarial_feature_deltas(
     neg: torch.Tensor,
     adversary: FeatureAdversaryConfig,
     stats: dict | None = None,
-    keep_clean_forward: bool = False,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
+    reuse_clean_pass: bool = False,
+) -> BatchAdversary:
     """Inner maximisation for one BPR batch.
 
     The objective is the batch's BPR loss (without the L2 term) with the perturbed rows
     substituted into the full feature tables, so graph victims propagate the change.
 
-    Returns ``(items (K,), clean rows {m: (K, D_m)}, deltas {m: (K, D_m)}, clean_forward)``.
-    With ``keep_clean_forward`` and a single step from zero (FGM), the first evaluation of
-    the objective IS the clean forward pass: its ``(user_emb, item_emb)``, graph kept, is
-    returned so the caller's clean loss needs no second forward pass; otherwise None.
+    With ``reuse_clean_pass`` and a single step from zero (FGM), the first evaluation of the
+    objective IS the clean BPR loss: its forward outputs (graph kept), its value and its
+    gradient by the victim's parameters -- taken in the same backward pass that gives the
+    adversary its feature gradient -- are returned, so the caller's clean loss needs neither
+    a second forward nor a second backward pass through the victim.
     """
     missing = [m for m in adversary.modalities if m not in victim.modalities]
     if missing:
         raise ValueError(f"the adversary perturbs {missing} but {victim.kind} reads only {victim.modalities}")
     items, rows = batch_item_rows(victim, pos, neg)
-    reuse = keep_clean_forward and adversary.steps == 1 and not adversary.random_start
-    first: list[tuple[torch.Tensor, torch.Tensor]] = []
+    reuse = reuse_clean_pass and adversary.steps == 1 and not adversary.random_start
+    first: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def loss_fn(perturbed: dict[str, torch.Tensor]) -> torch.Tensor:
         user_emb, item_emb = victim(victim.features_with(items, perturbed))
+        loss = bpr_from_embeddings(user_emb, item_emb, users, pos, neg)
         if reuse and not first:
-            first.append((user_emb, item_emb))
-        return bpr_from_embeddings(user_emb, item_emb, users, pos, neg)
+            first.append((user_emb, item_emb, loss.detach()))
+        return loss
 
     projections = None
     if adversary.align_weight > 0 and rows["visual"].shape[1] != rows["text"].shape[1]:
@@ -308,6 +362,8 @@ def adversarial_feature_deltas(
             raise ValueError(f"{victim.kind}: visual and text widths differ and the victim has no feature_projections()")
         projections = {m: p.detach() for m, p in projections.items()}
     eps = {"eps_ratio": adversary.eps} if adversary.eps_mode == "ratio" else {"eps_abs": adversary.eps}
+    params = [p for p in victim.model_parameters() if p.requires_grad] if reuse else []
+    param_grads: list[torch.Tensor | None] = []
     deltas = fgm_feature_perturbation(
         loss_fn,
         rows,
@@ -320,9 +376,28 @@ def adversarial_feature_deltas(
         random_start=adversary.random_start,
         stats=stats,
         retain_graph=reuse,
+        first_loss_params=params,
+        first_loss_grads=param_grads,
         **eps,
     )
-    return items, rows, deltas, (first[0] if first else None)
+    if not first:
+        return BatchAdversary(items, rows, deltas)
+    user_emb, item_emb, clean_loss = first[0]
+    return BatchAdversary(items, rows, deltas, (user_emb, item_emb), clean_loss, params, param_grads)
+
+
+def loss_with_gradient(value: torch.Tensor, params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None]) -> torch.Tensor:
+    """A scalar equal to ``value`` whose gradient by ``params`` is ``grads`` (already computed).
+
+    ``value + sum_p <p, g_p> - stop_gradient(sum_p <p, g_p>)``: backpropagating it adds
+    exactly ``g_p`` to each ``p.grad`` (nothing for None) and nothing else.
+    """
+    value = value.detach()
+    terms = [(p * g).sum() for p, g in zip(params, grads, strict=True) if g is not None]
+    if not terms:
+        return value
+    surrogate = torch.stack(terms).sum()
+    return value + (surrogate - surrogate.detach())
 
 
 def adversarial_bpr_loss(
@@ -336,20 +411,25 @@ def adversarial_bpr_loss(
     """``L_BPR(clean) + reg + adv_weight * L_BPR(features + delta)`` for one batch (AMR Eq. 9; UAT).
 
     ``delta`` comes from :func:`adversarial_feature_deltas` and is a constant for the outer
-    minimisation (the usual min-max approximation). For FGM the clean loss reuses the
-    adversary's first forward pass, so one training step costs two forward passes. Usable as
-    ``train_bpr``'s ``batch_loss`` via ``functools.partial(adversarial_bpr_loss, adversary=cfg)``.
+    minimisation (the usual min-max approximation). For FGM the clean BPR term reuses the
+    adversary's first forward AND backward pass (its parameter gradient was taken together
+    with the feature gradient; :func:`loss_with_gradient`), so one training step costs two
+    forward and two backward passes through the victim, plus UAT-MC's Hessian-vector
+    product. Usable as ``train_bpr``'s ``batch_loss`` via
+    ``functools.partial(adversarial_bpr_loss, adversary=cfg)``.
     """
     if adversary.adv_weight == 0.0 or adversary.eps == 0.0:
         return bpr_loss(victim, users, pos, neg)
-    items, rows, deltas, clean_forward = adversarial_feature_deltas(
-        victim, users, pos, neg, adversary, stats, keep_clean_forward=True
-    )
-    user_emb, item_emb = clean_forward if clean_forward is not None else victim()
-    clean_loss = bpr_from_embeddings(user_emb, item_emb, users, pos, neg)
-    clean_loss = clean_loss + victim.reg_loss(user_emb[users], item_emb[pos], item_emb[neg])
-    perturbed = {m: rows[m] + deltas[m] for m in deltas}
-    adv_loss = bpr_loss(victim, users, pos, neg, features=victim.features_with(items, perturbed), reg=False)
+    inner = adversarial_feature_deltas(victim, users, pos, neg, adversary, stats, reuse_clean_pass=True)
+    if inner.clean_forward is not None:
+        user_emb, item_emb = inner.clean_forward
+        clean_bpr = loss_with_gradient(inner.clean_loss, inner.params, inner.clean_param_grads)
+    else:
+        user_emb, item_emb = victim()
+        clean_bpr = bpr_from_embeddings(user_emb, item_emb, users, pos, neg)
+    clean_loss = clean_bpr + victim.reg_loss(users, pos, neg, user_emb, item_emb)
+    perturbed = {m: inner.rows[m] + inner.deltas[m] for m in inner.deltas}
+    adv_loss = bpr_loss(victim, users, pos, neg, features=victim.features_with(inner.items, perturbed), reg=False)
     if stats is not None:
         stats["clean_loss"] = float(clean_loss.detach())
         stats["adv_loss"] = float(adv_loss.detach())

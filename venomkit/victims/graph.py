@@ -3,10 +3,13 @@
 Nodes are users ``0..U-1`` followed by items ``U..U+I-1``. The graph is the training
 interactions, stored in the victim as a buffer ``graph_edges`` (2, E) of (user, item) pairs
 so a checkpoint carries it; the normalised sparse adjacency (N, N) is rebuilt from it on the
-victim's device and cached.
+victim's device and cached, together with its ``Propagation`` (the CSR form the forward pass
+multiplies with).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -52,7 +55,7 @@ class GraphMixin:
     def _init_graph(self: Victim, train: object | None) -> None:  # type: ignore[misc]
         edges = interaction_edges(train) if train is not None else torch.zeros(2, 0, dtype=torch.long)
         self.register_buffer("graph_edges", edges)
-        self._adj_cache: tuple[torch.device, int, torch.Tensor] | None = None
+        self._adj_cache: tuple[torch.device, int, torch.Tensor, Propagation] | None = None
         if train is not None:
             self.set_graph(train)
 
@@ -72,24 +75,74 @@ class GraphMixin:
         self.graph_edges = edges.to(self.graph_edges.device)
         self._adj_cache = None
 
-    def adjacency(self: Victim) -> torch.Tensor:  # type: ignore[misc]
+    def _graph_cache(self: Victim) -> tuple[torch.device, int, torch.Tensor, Propagation]:  # type: ignore[misc]
         if self.graph_edges.shape[1] == 0:
             raise ValueError(f"{self.kind} has no training graph: build it with train=... or call set_graph(train)")
         device = self.graph_edges.device
         key = self.graph_edges.data_ptr()
         if self._adj_cache is None or self._adj_cache[0] != device or self._adj_cache[1] != key:
             adj = normalized_adjacency(self.graph_edges, self.n_users, self.n_items, self.graph_norm)
-            self._adj_cache = (device, key, adj)
-        return self._adj_cache[2]
+            self._adj_cache = (device, key, adj, Propagation(adj))
+        return self._adj_cache
+
+    def adjacency(self: Victim) -> torch.Tensor:  # type: ignore[misc]
+        """The normalised adjacency (N, N) as a coalesced sparse COO tensor."""
+        return self._graph_cache()[2]
+
+    def propagation(self: Victim) -> "Propagation":  # type: ignore[misc]
+        """``x -> adjacency() @ x`` (N, d) -> (N, d), the operator the forward pass applies."""
+        return self._graph_cache()[3]
 
     def _prepare_load(self: Victim, state_dict) -> None:  # type: ignore[misc,no-untyped-def]
         if "graph_edges" in state_dict:
             self.set_graph_edges(state_dict["graph_edges"])
 
 
-def sparse_propagate(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``adj @ x`` for a sparse (N, N) ``adj`` and dense (N, d) ``x``; twice differentiable in x."""
-    return torch.sparse.mm(adj, x)
+class _SparseMatmul(torch.autograd.Function):
+    """``matrix @ x`` for a constant sparse CSR ``matrix``; the gradient is ``transpose @ grad``,
+    computed by this same Function, so the product is differentiable to any order (UAT-MC's
+    alignment term backpropagates through the backward pass)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, matrix: torch.Tensor, transpose: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.matrix, ctx.transpose = matrix, transpose
+        return matrix @ x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+        return _SparseMatmul.apply(grad, ctx.transpose, ctx.matrix), None, None
 
 
-__all__ = ["GraphMixin", "interaction_edges", "normalized_adjacency", "sparse_propagate"]
+class Propagation:
+    """A fixed sparse (N, N) matrix applied to dense (N, d) node states: ``propagation(x) = A @ x``.
+
+    Kept in CSR form together with its transpose (the backward pass multiplies by ``A^T``):
+    on CPU a CSR product is about 3x faster than the COO ``torch.sparse.mm`` for the
+    toyshop graph (1600 nodes, 46k non-zeros), and the transpose is built once, not per
+    backward. Copies for other dtypes are made on first use.
+    """
+
+    def __init__(self, adjacency: torch.Tensor) -> None:
+        if not adjacency.is_sparse or adjacency.dim() != 2 or adjacency.shape[0] != adjacency.shape[1]:
+            raise ValueError(f"Propagation needs a square sparse COO matrix, got {adjacency.layout} {tuple(adjacency.shape)}")
+        self.shape = tuple(adjacency.shape)
+        self._forms: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._coo = adjacency.coalesce()
+
+    def _csr(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        if dtype not in self._forms:
+            coo = self._coo.to(dtype)
+            with warnings.catch_warnings():
+                # torch flags CSR as beta; the product used here is the stable one.
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                self._forms[dtype] = (coo.to_sparse_csr(), coo.t().coalesce().to_sparse_csr())
+        return self._forms[dtype]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[0] != self.shape[1]:
+            raise ValueError(f"propagation of a {self.shape} graph needs node states of shape ({self.shape[1]}, d), got {tuple(x.shape)}")
+        matrix, transpose = self._csr(x.dtype)
+        return _SparseMatmul.apply(x, matrix, transpose)
+
+
+__all__ = ["GraphMixin", "Propagation", "interaction_edges", "normalized_adjacency"]

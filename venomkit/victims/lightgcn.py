@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from venomkit.victims.base import Features, Victim, VictimConfig, _check_int
-from venomkit.victims.graph import GraphMixin, sparse_propagate
+from venomkit.victims.graph import GraphMixin
 
 
 @dataclass
@@ -57,9 +57,9 @@ class LightGCN(GraphMixin, Victim):
         x = torch.cat([self.user_embedding, self.item_embedding], dim=0)
         total = x
         if self.config.n_layers:
-            adj = self.adjacency()
+            propagate = self.propagation()
             for _ in range(self.config.n_layers):
-                x = sparse_propagate(adj, x)
+                x = propagate(x)
                 total = total + x
         out = total / (self.config.n_layers + 1)
         return out[: self.n_users], out[self.n_users :]

@@ -14,7 +14,7 @@ with ``A_mean = D^-1 A`` the neighbour mean and ``e_id`` an ID embedding shared 
 modalities. The final representation of a node is the SUM of its modality outputs (Eq. 9),
 and scores are dot products of user and item representations (Eq. 10).
 
-``forward(features)`` runs the full propagation with torch sparse matmuls, so it is
+``forward(features)`` runs the full propagation with sparse CSR matmuls, so it is
 differentiable (twice: UAT-MC's ``create_graph`` alignment term) in every feature table.
 """
 
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from venomkit.victims.base import Features, Victim, VictimConfig, _check_int
-from venomkit.victims.graph import GraphMixin, sparse_propagate
+from venomkit.victims.graph import GraphMixin, Propagation
 
 
 @dataclass
@@ -73,10 +73,10 @@ class ModalityGCN(nn.Module):
         for layer in [self.mlp, *self.conv, *self.linear, *self.combine]:
             nn.init.xavier_uniform_(layer.weight)
 
-    def forward(self, features: torch.Tensor, id_embedding: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, id_embedding: torch.Tensor, propagate: Propagation) -> torch.Tensor:
         x = F.normalize(torch.cat([self.preference, self.mlp(features)], dim=0), dim=1)
         for conv, linear, combine in zip(self.conv, self.linear, self.combine):
-            h = F.leaky_relu(sparse_propagate(adj, conv(x)))
+            h = F.leaky_relu(propagate(conv(x)))
             x_hat = F.leaky_relu(linear(x))
             if self.has_id:
                 x_hat = x_hat + id_embedding
@@ -104,9 +104,27 @@ class MMGCN(GraphMixin, Victim):
 
     def forward(self, features: Features | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.resolve_features(features)
-        adj = self.adjacency()
-        rep = sum(self.gcn[m](feats[m], self.id_embedding, adj) for m in self.modalities)
+        propagate = self.propagation()
+        rep = sum(self.gcn[m](feats[m], self.id_embedding, propagate) for m in self.modalities)
         return rep[: self.n_users], rep[self.n_users :]
+
+    def reg_loss(
+        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, user_emb: torch.Tensor, item_emb: torch.Tensor
+    ) -> torch.Tensor:
+        """MMGCN's own L2 term (the authors' ``loss``, kept by MMRec), on parameters, not outputs:
+
+            reg_weight * ( mean over the batch's (user, item) rows of e_id[u]^2 + e_id[i]^2
+                           + sum_m mean(P_m^2) )
+
+        where each user row is counted once with its positive and once with its negative item,
+        and the mean runs over rows and dimensions. ``user_emb`` / ``item_emb`` are not used.
+        A parameter-level term has a gradient without a backward pass through the graph, which
+        adversarial training relies on (``feature_adversary.adversarial_bpr_loss``).
+        """
+        ids, width = self.id_embedding, self.id_embedding.shape[1]
+        sq = 2 * ids[users].pow(2).sum(1) + ids[self.n_users + pos].pow(2).sum(1) + ids[self.n_users + neg].pow(2).sum(1)
+        reg = sq.mean() / (2 * width) + sum(self.gcn[m].preference.pow(2).mean() for m in self.modalities)
+        return self.config.reg_weight * reg
 
     def feature_projections(self) -> dict[str, torch.Tensor]:
         """The first projection MLP_m^T (D_m, latent_dim) of each modality."""

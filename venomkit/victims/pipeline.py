@@ -240,7 +240,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--feature-batch-size", type=int, default=64)
     parser.add_argument("--feature-cache", default=None, help="folder caching extracted features (default: no cache)")
     parser.add_argument("--embed-dim", type=int, default=None, help="ID embedding width (default 64)")
-    parser.add_argument("--reg-weight", type=float, default=None, help="L2 weight on batch embeddings (default 1e-4)")
+    parser.add_argument("--reg-weight", type=float, default=None, help="weight of the victim's L2 term (default 1e-4; MMGCN: its ID embeddings and preferences, others: the batch's embeddings)")
     parser.add_argument("--layers", type=int, default=None, help="graph layers (mmgcn default 2, lightgcn 3)")
     parser.add_argument("--latent-dim", type=int, default=None, help="mmgcn: projected feature width (default 256)")
     parser.add_argument("--adv-eps", type=float, default=None, help="amr: perturbation radius as a ratio of the feature norm (default 0.1)")

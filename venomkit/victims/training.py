@@ -58,12 +58,12 @@ def bpr_loss(
     """BPR loss of a batch (users, pos, neg: LongTensors (B,)) under ``features``.
 
     ``features`` (``{m: (I, D_m)}``) replaces the clean feature tables (default: clean);
-    ``reg`` adds ``victim.reg_loss`` on the batch's embeddings.
+    ``reg`` adds the victim's L2 term ``victim.reg_loss``.
     """
     user_emb, item_emb = victim(features)
     loss = bpr_from_embeddings(user_emb, item_emb, users, pos, neg)
     if reg:
-        loss = loss + victim.reg_loss(user_emb[users], item_emb[pos], item_emb[neg])
+        loss = loss + victim.reg_loss(users, pos, neg, user_emb, item_emb)
     return loss
 
 

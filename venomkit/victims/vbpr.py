@@ -92,9 +92,11 @@ class VBPR(Victim):
         item_emb = torch.cat([self.gamma_item, content, bias.unsqueeze(1)], dim=1)
         return user_emb, item_emb
 
-    def reg_loss(self, user_rows: torch.Tensor, pos_rows: torch.Tensor, neg_rows: torch.Tensor) -> torch.Tensor:
+    def reg_loss(
+        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, user_emb: torch.Tensor, item_emb: torch.Tensor
+    ) -> torch.Tensor:
         # The constant 1 column of the user side is not a parameter: leave it out of the L2 term.
-        return super().reg_loss(user_rows[:, :-1], pos_rows, neg_rows)
+        return super().reg_loss(users, pos, neg, user_emb[:, :-1], item_emb)
 
     def feature_projections(self) -> dict[str, torch.Tensor]:
         """E_m^T (D_m, content_dim): how each modality's features enter the shared content space."""
