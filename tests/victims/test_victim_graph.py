@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from venomkit.victims.graph import Propagation, normalized_adjacency
+from venomkit.victims.graph import BipartitePropagation, Propagation, normalized_adjacency
 
 
 def _graph():
@@ -40,5 +40,22 @@ def test_propagation_rejects_wrong_shapes():
     propagate = Propagation(_graph())
     with pytest.raises(ValueError, match=r"\(7, d\)"):
         propagate(torch.randn(6, 3))
-    with pytest.raises(ValueError, match="square sparse"):
+    with pytest.raises(ValueError, match="2-D sparse"):
         Propagation(torch.eye(3))
+
+
+def test_bipartite_propagation_is_the_adjacency_product_in_blocks():
+    adj = _graph()
+    propagate = BipartitePropagation(adj, n_users=4)
+    users, items = torch.randn(4, 5, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
+    expected = adj.to_dense().double() @ torch.cat([users, items])
+    out_users, out_items = propagate(users, items)
+    assert torch.allclose(out_users, expected[:4]) and torch.allclose(out_items, expected[4:])
+    # Rectangular blocks keep the any-order differentiability of the square product.
+    assert torch.autograd.gradgradcheck(lambda i: propagate.users_from_items(i).tanh(), (items.requires_grad_(True),))
+
+
+def test_bipartite_propagation_rejects_a_graph_with_same_side_edges():
+    adj = (_graph() + torch.sparse_coo_tensor(torch.tensor([[0], [1]]), torch.tensor([1.0]), (7, 7))).coalesce()
+    with pytest.raises(ValueError, match="user-user or item-item"):
+        BipartitePropagation(adj, n_users=4)

@@ -221,6 +221,9 @@ def fgm_feature_perturbation(
                 first_all = _grad(loss, [leaves[m] for m in order], extra, create_graph=True)
                 first = dict(zip(order, first_all))
                 _append_detached(first_loss_grads, first_all[len(order):])
+                # Drop the parameter gradients' graph before the Hessian-vector product: the
+                # cosine does not depend on it, and holding it keeps its buffers alive.
+                del first_all
                 cos = alignment_cosine(first["visual"], first["text"], align_projections, align_reduction)
                 # d(loss + w cos)/dx = g + w d cos/dx: reuse g rather than backpropagating the loss twice.
                 second = torch.autograd.grad(cos, [leaves[m] for m in order], retain_graph=retain_graph, allow_unused=True)

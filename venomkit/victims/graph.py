@@ -55,7 +55,7 @@ class GraphMixin:
     def _init_graph(self: Victim, train: object | None) -> None:  # type: ignore[misc]
         edges = interaction_edges(train) if train is not None else torch.zeros(2, 0, dtype=torch.long)
         self.register_buffer("graph_edges", edges)
-        self._adj_cache: tuple[torch.device, int, torch.Tensor, Propagation] | None = None
+        self._adj_cache: tuple[torch.device, int, torch.Tensor, Propagation, BipartitePropagation] | None = None
         if train is not None:
             self.set_graph(train)
 
@@ -75,14 +75,14 @@ class GraphMixin:
         self.graph_edges = edges.to(self.graph_edges.device)
         self._adj_cache = None
 
-    def _graph_cache(self: Victim) -> tuple[torch.device, int, torch.Tensor, Propagation]:  # type: ignore[misc]
+    def _graph_cache(self: Victim) -> tuple[torch.device, int, torch.Tensor, Propagation, BipartitePropagation]:  # type: ignore[misc]
         if self.graph_edges.shape[1] == 0:
             raise ValueError(f"{self.kind} has no training graph: build it with train=... or call set_graph(train)")
         device = self.graph_edges.device
         key = self.graph_edges.data_ptr()
         if self._adj_cache is None or self._adj_cache[0] != device or self._adj_cache[1] != key:
             adj = normalized_adjacency(self.graph_edges, self.n_users, self.n_items, self.graph_norm)
-            self._adj_cache = (device, key, adj, Propagation(adj))
+            self._adj_cache = (device, key, adj, Propagation(adj), BipartitePropagation(adj, self.n_users))
         return self._adj_cache
 
     def adjacency(self: Victim) -> torch.Tensor:  # type: ignore[misc]
@@ -93,15 +93,20 @@ class GraphMixin:
         """``x -> adjacency() @ x`` (N, d) -> (N, d), the operator the forward pass applies."""
         return self._graph_cache()[3]
 
+    def bipartite_propagation(self: Victim) -> "BipartitePropagation":  # type: ignore[misc]
+        """The same operator as two block products: users from items, items from users."""
+        return self._graph_cache()[4]
+
     def _prepare_load(self: Victim, state_dict) -> None:  # type: ignore[misc,no-untyped-def]
         if "graph_edges" in state_dict:
             self.set_graph_edges(state_dict["graph_edges"])
 
 
 class _SparseMatmul(torch.autograd.Function):
-    """``matrix @ x`` for a constant sparse CSR ``matrix``; the gradient is ``transpose @ grad``,
-    computed by this same Function, so the product is differentiable to any order (UAT-MC's
-    alignment term backpropagates through the backward pass)."""
+    """``matrix @ x`` for a constant sparse CSR ``matrix`` (R, C) and dense ``x`` (C, d); the
+    gradient is ``transpose @ grad``, computed by this same Function, so the product is
+    differentiable to any order (UAT-MC's alignment term backpropagates through the backward
+    pass)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, matrix: torch.Tensor, transpose: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
@@ -114,7 +119,7 @@ class _SparseMatmul(torch.autograd.Function):
 
 
 class Propagation:
-    """A fixed sparse (N, N) matrix applied to dense (N, d) node states: ``propagation(x) = A @ x``.
+    """A fixed sparse (R, C) matrix applied to dense (C, d) node states: ``propagation(x) = A @ x``.
 
     Kept in CSR form together with its transpose (the backward pass multiplies by ``A^T``):
     on CPU a CSR product is about 3x faster than the COO ``torch.sparse.mm`` for the
@@ -122,12 +127,12 @@ class Propagation:
     backward. Copies for other dtypes are made on first use.
     """
 
-    def __init__(self, adjacency: torch.Tensor) -> None:
-        if not adjacency.is_sparse or adjacency.dim() != 2 or adjacency.shape[0] != adjacency.shape[1]:
-            raise ValueError(f"Propagation needs a square sparse COO matrix, got {adjacency.layout} {tuple(adjacency.shape)}")
-        self.shape = tuple(adjacency.shape)
+    def __init__(self, matrix: torch.Tensor) -> None:
+        if not matrix.is_sparse or matrix.dim() != 2:
+            raise ValueError(f"Propagation needs a 2-D sparse COO matrix, got {matrix.layout} {tuple(matrix.shape)}")
+        self.shape = tuple(matrix.shape)
         self._forms: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._coo = adjacency.coalesce()
+        self._coo = matrix.coalesce()
 
     def _csr(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         if dtype not in self._forms:
@@ -145,4 +150,35 @@ class Propagation:
         return _SparseMatmul.apply(x, matrix, transpose)
 
 
-__all__ = ["GraphMixin", "Propagation", "interaction_edges", "normalized_adjacency"]
+class BipartitePropagation:
+    """The (N, N) adjacency of a user-item graph as its two non-zero blocks, N = U + I.
+
+    ``users_from_items`` is ``A[:U, U:]`` (U, I) and ``items_from_users`` is ``A[U:, :U]``
+    (I, U): with node states kept as a user block and an item block, one propagation is
+    ``(users_from_items(z_items), items_from_users(z_users))`` -- the same products as
+    ``A @ cat([z_users, z_items])``, without the zero blocks, and each output block depends on
+    one input block only (autograd then skips whatever a perturbed block does not reach).
+    """
+
+    def __init__(self, adjacency: torch.Tensor, n_users: int) -> None:
+        adj = adjacency.coalesce()
+        n = adj.shape[0]
+        if adj.dim() != 2 or adj.shape[1] != n or not 0 <= n_users <= n:
+            raise ValueError(f"BipartitePropagation needs a square (U+I, U+I) matrix and 0 <= U <= U+I, got {tuple(adj.shape)}, U={n_users}")
+        rows, cols = adj.indices()
+        values = adj.values()
+        user_row = rows < n_users
+        if bool((user_row == (cols < n_users)).any()):
+            raise ValueError("BipartitePropagation: the adjacency has user-user or item-item entries")
+        n_items = n - n_users
+        ui = torch.sparse_coo_tensor(torch.stack([rows[user_row], cols[user_row] - n_users]), values[user_row], (n_users, n_items), check_invariants=False)
+        iu = torch.sparse_coo_tensor(torch.stack([rows[~user_row] - n_users, cols[~user_row]]), values[~user_row], (n_items, n_users), check_invariants=False)
+        self.users_from_items = Propagation(ui)
+        self.items_from_users = Propagation(iu)
+
+    def __call__(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One propagation of (U, d) user and (I, d) item states: ``(A_ui @ items, A_iu @ users)``."""
+        return self.users_from_items(items), self.items_from_users(users)
+
+
+__all__ = ["BipartitePropagation", "GraphMixin", "Propagation", "interaction_edges", "normalized_adjacency"]

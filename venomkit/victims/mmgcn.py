@@ -16,6 +16,11 @@ and scores are dot products of user and item representations (Eq. 10).
 
 ``forward(features)`` runs the full propagation with sparse CSR matmuls, so it is
 differentiable (twice: UAT-MC's ``create_graph`` alignment term) in every feature table.
+The graph has only user-item edges, so node states are carried as a user block and an item
+block, and ``A_mean @ [z_u; z_i] = [A_ui z_i; A_iu z_u]`` is two block products: the same
+arithmetic as one (N, N) product (tested against it), but each block's dependence on the
+content stays visible to autograd -- in layer 1 only the users' aggregation and the items'
+own state depend on the item features, so UAT-MC's Hessian-vector product skips the rest.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from venomkit.victims.base import Features, Victim, VictimConfig, _check_int
-from venomkit.victims.graph import GraphMixin, Propagation
+from venomkit.victims.graph import BipartitePropagation, GraphMixin
 
 
 @dataclass
@@ -58,7 +63,7 @@ class MMGCNConfig(VictimConfig):
 
 
 class ModalityGCN(nn.Module):
-    """The graph network of one modality: (features (I, D_m), ID embedding, adjacency) -> (U+I, embed_dim)."""
+    """The graph network of one modality: (features (I, D_m), ID embedding, graph) -> user and item states."""
 
     def __init__(self, n_users: int, feature_dim: int, config: MMGCNConfig) -> None:
         super().__init__()
@@ -73,15 +78,25 @@ class ModalityGCN(nn.Module):
         for layer in [self.mlp, *self.conv, *self.linear, *self.combine]:
             nn.init.xavier_uniform_(layer.weight)
 
-    def forward(self, features: torch.Tensor, id_embedding: torch.Tensor, propagate: Propagation) -> torch.Tensor:
-        x = F.normalize(torch.cat([self.preference, self.mlp(features)], dim=0), dim=1)
+    def forward(
+        self, features: torch.Tensor, id_embedding: torch.Tensor, propagate: BipartitePropagation
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(I, D_m) features -> ((U, embed_dim) user, (I, embed_dim) item) states of this modality."""
+        n_users = self.preference.shape[0]
+        ids = (id_embedding[:n_users], id_embedding[n_users:])
+        users, items = F.normalize(self.preference, dim=1), F.normalize(self.mlp(features), dim=1)
         for conv, linear, combine in zip(self.conv, self.linear, self.combine):
-            h = F.leaky_relu(propagate(conv(x)))
-            x_hat = F.leaky_relu(linear(x))
-            if self.has_id:
-                x_hat = x_hat + id_embedding
-            x = F.leaky_relu(combine(torch.cat([h, x_hat], dim=1)) if self.concat else combine(h) + x_hat)
-        return x
+            h_users, h_items = propagate(conv(users), conv(items))
+            users = self._combine(combine, F.leaky_relu(h_users), self._own_state(linear, users, ids[0]))
+            items = self._combine(combine, F.leaky_relu(h_items), self._own_state(linear, items, ids[1]))
+        return users, items
+
+    def _own_state(self, linear: nn.Linear, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        x_hat = F.leaky_relu(linear(x))
+        return x_hat + ids if self.has_id else x_hat
+
+    def _combine(self, combine: nn.Linear, h: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(combine(torch.cat([h, x_hat], dim=1)) if self.concat else combine(h) + x_hat)
 
 
 class MMGCN(GraphMixin, Victim):
@@ -104,9 +119,9 @@ class MMGCN(GraphMixin, Victim):
 
     def forward(self, features: Features | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.resolve_features(features)
-        propagate = self.propagation()
-        rep = sum(self.gcn[m](feats[m], self.id_embedding, propagate) for m in self.modalities)
-        return rep[: self.n_users], rep[self.n_users :]
+        propagate = self.bipartite_propagation()
+        per_modality = [self.gcn[m](feats[m], self.id_embedding, propagate) for m in self.modalities]
+        return sum(u for u, _ in per_modality), sum(i for _, i in per_modality)
 
     def reg_loss(
         self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, user_emb: torch.Tensor, item_emb: torch.Tensor
