@@ -21,6 +21,7 @@ examples, the sample index and the seed -- never on which other texts share the 
 
 from __future__ import annotations
 
+import inspect
 import os
 import zlib
 from collections.abc import Sequence
@@ -91,6 +92,12 @@ def build_rewrite_prompt(text: str, style_examples: Sequence[str] | None = None)
 def _one_line(text: str) -> str:
     # A newline inside a description would end the prompt line early.
     return " ".join(str(text).split())
+
+
+def _cache_argument(model: torch.nn.Module) -> str:
+    """The name under which ``model.forward`` takes its KV cache: ``cache`` in transformers >= 5.24
+    (where ``past_key_values`` is deprecated), ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _row_seed(seed: int, prompt: str, sample: int) -> int:
@@ -197,12 +204,13 @@ class LLMRewriter:
         done = torch.zeros(len(rows), dtype=torch.bool)
         new_tokens: list[list[int]] = [[] for _ in rows]
         past = None
+        cache_argument = _cache_argument(self.model)
         step_ids, step_pos = input_ids, positions
         for _ in range(self.max_new_tokens):
             out = self.model(
-                input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=past, use_cache=True
+                input_ids=step_ids, attention_mask=mask, position_ids=step_pos, use_cache=True, **{cache_argument: past}
             )
-            past = out.past_key_values
+            past = getattr(out, cache_argument)
             logits = out.logits[:, -1, :vocab].float().cpu() / temperature
             if self.top_k:
                 kth = torch.topk(logits, min(self.top_k, vocab), dim=-1).values[:, -1:]
