@@ -59,3 +59,5 @@ def test_bipartite_propagation_rejects_a_graph_with_same_side_edges():
     adj = (_graph() + torch.sparse_coo_tensor(torch.tensor([[0], [1]]), torch.tensor([1.0]), (7, 7))).coalesce()
     with pytest.raises(ValueError, match="user-user or item-item"):
         BipartitePropagation(adj, n_users=4)
+    with pytest.raises(ValueError, match="square sparse"):
+        BipartitePropagation(torch.eye(7), n_users=4)

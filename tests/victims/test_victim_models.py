@@ -8,6 +8,7 @@ from victim_helpers import TinyImageEncoder, TinyTextEncoder, build
 
 from venomkit.victims import AMRConfig, LightGCNConfig, MMGCNConfig, VBPRConfig
 from venomkit.victims.graph import normalized_adjacency
+from venomkit.victims.training import bpr_from_embeddings
 
 
 def test_vbpr_scores_equal_the_paper_formula(tiny_dataset, encoders):
@@ -121,7 +122,7 @@ def test_mmgcn_hessian_vector_products_equal_dense_reference(tiny_dataset, encod
 
     def hvp(forward):
         user_emb, item_emb = forward()
-        loss = -torch.nn.functional.logsigmoid(((user_emb[users] * (item_emb[pos] - item_emb[neg])).sum(1))).mean()
+        loss = bpr_from_embeddings(user_emb, item_emb, users, pos, neg)
         grads = torch.autograd.grad(loss, list(feats.values()), create_graph=True)
         return torch.autograd.grad(sum((g * d).sum() for g, d in zip(grads, directions)), list(feats.values()))
 

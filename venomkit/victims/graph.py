@@ -55,7 +55,8 @@ class GraphMixin:
     def _init_graph(self: Victim, train: object | None) -> None:  # type: ignore[misc]
         edges = interaction_edges(train) if train is not None else torch.zeros(2, 0, dtype=torch.long)
         self.register_buffer("graph_edges", edges)
-        self._adj_cache: tuple[torch.device, int, torch.Tensor, Propagation, BipartitePropagation] | None = None
+        # (device, edges' data_ptr, adjacency, operators built from it on first use)
+        self._adj_cache: tuple[torch.device, int, torch.Tensor, dict[str, object]] | None = None
         if train is not None:
             self.set_graph(train)
 
@@ -75,14 +76,14 @@ class GraphMixin:
         self.graph_edges = edges.to(self.graph_edges.device)
         self._adj_cache = None
 
-    def _graph_cache(self: Victim) -> tuple[torch.device, int, torch.Tensor, Propagation, BipartitePropagation]:  # type: ignore[misc]
+    def _graph_cache(self: Victim) -> tuple[torch.device, int, torch.Tensor, dict[str, object]]:  # type: ignore[misc]
         if self.graph_edges.shape[1] == 0:
             raise ValueError(f"{self.kind} has no training graph: build it with train=... or call set_graph(train)")
         device = self.graph_edges.device
         key = self.graph_edges.data_ptr()
         if self._adj_cache is None or self._adj_cache[0] != device or self._adj_cache[1] != key:
             adj = normalized_adjacency(self.graph_edges, self.n_users, self.n_items, self.graph_norm)
-            self._adj_cache = (device, key, adj, Propagation(adj), BipartitePropagation(adj, self.n_users))
+            self._adj_cache = (device, key, adj, {})
         return self._adj_cache
 
     def adjacency(self: Victim) -> torch.Tensor:  # type: ignore[misc]
@@ -90,12 +91,18 @@ class GraphMixin:
         return self._graph_cache()[2]
 
     def propagation(self: Victim) -> "Propagation":  # type: ignore[misc]
-        """``x -> adjacency() @ x`` (N, d) -> (N, d), the operator the forward pass applies."""
-        return self._graph_cache()[3]
+        """``x -> adjacency() @ x`` (N, d) -> (N, d), the operator LightGCN's forward pass applies."""
+        _, _, adj, operators = self._graph_cache()
+        if "square" not in operators:
+            operators["square"] = Propagation(adj)
+        return operators["square"]  # type: ignore[return-value]
 
     def bipartite_propagation(self: Victim) -> "BipartitePropagation":  # type: ignore[misc]
-        """The same operator as two block products: users from items, items from users."""
-        return self._graph_cache()[4]
+        """The same operator as two block products, users from items and items from users (MMGCN's)."""
+        _, _, adj, operators = self._graph_cache()
+        if "bipartite" not in operators:
+            operators["bipartite"] = BipartitePropagation(adj, self.n_users)
+        return operators["bipartite"]  # type: ignore[return-value]
 
     def _prepare_load(self: Victim, state_dict) -> None:  # type: ignore[misc,no-untyped-def]
         if "graph_edges" in state_dict:
@@ -161,10 +168,10 @@ class BipartitePropagation:
     """
 
     def __init__(self, adjacency: torch.Tensor, n_users: int) -> None:
+        if not adjacency.is_sparse or adjacency.dim() != 2 or adjacency.shape[0] != adjacency.shape[1] or not 0 <= n_users <= adjacency.shape[0]:
+            raise ValueError(f"BipartitePropagation needs a square sparse (U+I, U+I) matrix and 0 <= U <= U+I, got {adjacency.layout} {tuple(adjacency.shape)}, U={n_users}")
         adj = adjacency.coalesce()
         n = adj.shape[0]
-        if adj.dim() != 2 or adj.shape[1] != n or not 0 <= n_users <= n:
-            raise ValueError(f"BipartitePropagation needs a square (U+I, U+I) matrix and 0 <= U <= U+I, got {tuple(adj.shape)}, U={n_users}")
         rows, cols = adj.indices()
         values = adj.values()
         user_row = rows < n_users
