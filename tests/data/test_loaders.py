@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 import warnings
 from pathlib import Path
 
@@ -189,17 +187,25 @@ def test_missing_image_drop_removes_the_item_and_its_interactions(tmp_path):
     assert data.catalog.attributes["category"] == ["shirt", "scarf"]
 
 
-def test_corrupt_image_is_found_on_decode_or_with_validate_images(tmp_path):
-    folder = make_atomic(tmp_path / "shop", images={"i1": "png", "i2": "corrupt", "i3": "png"})
-    data = load_atomic(folder, image_size=8)  # listing only: the file exists
-    with pytest.raises(DataFormatError, match=r"i2\.png"):
-        data.catalog.image(1)
+@pytest.mark.parametrize("damage", ["garbage", "truncated png", "truncated jpg"])
+def test_corrupt_image_is_found_when_the_catalog_loads(tmp_path, damage):
+    folder = make_atomic(tmp_path / "shop", images={"i1": "png", "i2": "jpg" if "jpg" in damage else "png", "i3": "png"})
+    path = next((folder / "images").glob("i2.*"))
+    if damage == "garbage":
+        path.write_bytes(b"not an image at all")
+    else:  # an interrupted download: the header is fine, the data stops half way
+        _solid(path, (200, 30, 30), size=64)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
     with pytest.raises(DataFormatError) as info:
-        load_atomic(folder, image_size=8, validate_images=True, missing_images="error")
-    assert (info.value.line, info.value.field) == (3, "image") and "corrupt" in str(info.value)
+        load_atomic(folder, image_size=8, missing_images="error")
+    message = str(info.value)
+    assert (info.value.file.name, info.value.line, info.value.field) == ("shop.item", 3, "image")
+    assert "corrupt" in message and path.name in message and "--missing-images" in message and "\n" not in message
     with pytest.warns(DataWarning, match=r"1 items with a missing or corrupt image \(0 missing, 1 corrupt\)"):
-        checked = load_atomic(folder, image_size=8, validate_images=True)
+        checked = load_atomic(folder, image_size=8)  # the default policy: a grey placeholder
     assert not checked.catalog.has_image(1)
+    assert torch.all(checked.catalog.image(1) == checked.catalog.placeholder_value)
 
 
 def test_empty_text_policies_keep_and_drop(tmp_path):
@@ -379,13 +385,33 @@ def test_load_dataset_toyshop_spec_calls_make_with_parsed_options(monkeypatch, t
         calls.append(kwargs)
         return load_atomic(make_atomic(tmp_path / f"toy{len(calls)}"), image_size=8)
 
-    monkeypatch.setitem(sys.modules, "venomkit.data.toyshop", types.SimpleNamespace(make=make))
+    from venomkit.data import toyshop
+
+    monkeypatch.setattr(toyshop, "make", make)
     load_dataset("toyshop")
-    load_dataset("toyshop:n_users=20,scale=0.5,name=small,flag=true", image_size=32)
+    load_dataset("toyshop:n_users=20,taste_weight=0.5,split=loo,seed=3", image_size=32)
     data = load_dataset("toyshop", split="loo")
-    assert calls == [{}, {"n_users": 20, "scale": 0.5, "name": "small", "flag": True, "image_size": 32}, {}]
+    assert calls == [{}, {"n_users": 20, "taste_weight": 0.5, "split": "loo", "seed": 3, "image_size": 32}, {}]
     assert data.split.test.nnz == 2
     with pytest.raises(ValueError, match="both set n_users"):
         load_dataset("toyshop:n_users=20", n_users=30)
     with pytest.raises(ValueError, match="key=value"):
         load_dataset("toyshop:n_users")
+
+
+@pytest.mark.parametrize(
+    "spec, kwargs, expected",
+    [
+        ("toyshop:n_itemz=5", {}, "dataset spec 'toyshop:n_itemz=5': unknown option 'n_itemz'; valid options: n_users, n_items, "),
+        ("toyshop", {"scale": 2}, "dataset spec 'toyshop': unknown option 'scale'; valid options: n_users, n_items, "),
+        ("toyshop:n_items=abc", {}, "dataset spec 'toyshop:n_items=abc': ToyshopConfig.n_items must be an integer, got 'abc'"),
+        ("toyshop:n_items=2.5", {}, "ToyshopConfig.n_items must be an integer, got 2.5"),
+        ("toyshop:seed=true", {}, "ToyshopConfig.seed must be an integer, got True"),
+        ("toyshop:taste_weight=strong", {}, "ToyshopConfig.taste_weight must be a number, got 'strong'"),
+        ("toyshop:n_items=1", {}, "ToyshopConfig.n_items must be >= 2, got 1"),
+    ],
+)
+def test_load_dataset_toyshop_options_are_checked_by_name_and_type(spec, kwargs, expected):
+    with pytest.raises(ValueError) as info:
+        load_dataset(spec, **kwargs)
+    assert not isinstance(info.value, TypeError) and expected in str(info.value) and "\n" not in str(info.value)

@@ -265,8 +265,10 @@ def test_config_validation_names_the_field():
         toyshop.make(n_users=5, n_items=5, zipf_exponent=-1)
     with pytest.raises(ValueError, match="split"):
         toyshop.make(n_users=5, n_items=5, split="random")
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="unknown option 'colour_count'; valid options: n_users, n_items"):
         toyshop.make(n_users=5, n_items=5, colour_count=3)
+    with pytest.raises(ValueError, match="n_users must be an integer, got '5'"):
+        toyshop.make(n_users="5", n_items=5)
 
 
 def test_tiny_catalog_still_works():

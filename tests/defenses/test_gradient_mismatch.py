@@ -9,7 +9,7 @@ from defense_helpers import trained_copy
 
 from venomkit.attacks.base import Forward, Knowledge
 from venomkit.attacks.objectives import PromotionHinge
-from venomkit.defenses.feature_attack import (
+from venomkit.attacks.feature import (
     FeatureAttackConfig,
     feature_attack_one,
     run_feature_attack,

@@ -166,7 +166,7 @@ def test_adversarial_train_runs_and_reports(shop, trained):
 
 def _attack_gain(victim, shop, targets, eps):
     """(RI of the mean HR@10, mean rank gain) of a 10-step PGD feature attack over ``targets``."""
-    from venomkit.defenses.feature_attack import FeatureAttackConfig, run_feature_attack
+    from venomkit.attacks.feature import FeatureAttackConfig, run_feature_attack
     from venomkit.eval.ranking import relative_improvement
 
     rows = run_feature_attack(victim, targets, shop.split.train, FeatureAttackConfig(eps=eps, steps=10, k=10), progress=False)

@@ -7,7 +7,8 @@ import shutil
 import pytest
 import torch
 
-from venomkit.generators.diffusion import DiffusionImg2Img, img2img_timesteps, locate_sd_weights
+from venomkit.generators.diffusion import DiffusionImg2Img, img2img_timesteps
+from venomkit.models.resolve import resolve_model
 from venomkit.zoo import sd
 
 CAPTIONS = ["a photo of a plain red ceramic mug", "a photo of a striped blue cotton t-shirt", "a photo of a green hat"]
@@ -162,8 +163,8 @@ def test_bad_inputs_are_named(model, images):
 def test_zoo_name_and_local_dir_load_the_same_folder(folder, monkeypatch, tmp_path):
     shutil.copytree(folder, tmp_path / "toyshop-sd")
     monkeypatch.setenv("VENOMKIT_ZOO", str(tmp_path))
-    assert locate_sd_weights("zoo:toyshop-sd") == (str(tmp_path / "toyshop-sd"), False)
-    assert locate_sd_weights(f"local-dir:{folder}") == (str(folder), False)
+    assert resolve_model("zoo:toyshop-sd") == tmp_path / "toyshop-sd"
+    assert resolve_model(f"local-dir:{folder}") == folder
     model = DiffusionImg2Img.from_pretrained("zoo:toyshop-sd")
     assert model.vae_scale_factor == 8 and model.latent_channels == 4
 

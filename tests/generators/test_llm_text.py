@@ -5,11 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from venomkit.generators.llm_text import (
-    LLMRewriter,
-    build_rewrite_prompt,
-    pretrained_source,
-)
+from venomkit.generators.llm_text import LLMRewriter, build_rewrite_prompt
+from venomkit.models.resolve import resolve_model
 
 TEXTS = [
     "Plain red cotton t-shirt by Northwind. A classic tee for warm weekends.",
@@ -71,15 +68,15 @@ def test_bad_arguments_and_names(lm_folder, tmp_path):
     with pytest.raises(ValueError, match="max_new_tokens"):
         LLMRewriter(lm_folder, max_new_tokens=0)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        pretrained_source(str(tmp_path / "missing" / "model"))
+        LLMRewriter(str(tmp_path / "missing" / "model"))
     with pytest.raises(OSError, match="'nobody/not-a-cached-model' is not a local folder and is not in the Hugging Face cache"):
         LLMRewriter("nobody/not-a-cached-model")
-    assert pretrained_source(str(lm_folder)) == str(lm_folder)
+    assert resolve_model(str(lm_folder)) == lm_folder
 
 
 def test_zoo_names_resolve_through_the_zoo(lm_folder, monkeypatch):
     monkeypatch.setenv("VENOMKIT_ZOO", str(lm_folder.parent))
-    assert pretrained_source(f"zoo:{lm_folder.name}") == str(lm_folder)
+    assert resolve_model(f"zoo:{lm_folder.name}") == lm_folder
     out = LLMRewriter(f"zoo:{lm_folder.name}", max_new_tokens=4).rewrite(TEXTS[:1], n=1)
     assert len(out) == 1 and len(out[0]) == 1
 

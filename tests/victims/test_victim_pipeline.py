@@ -63,10 +63,13 @@ def test_cli_train_writes_a_loadable_checkpoint(tiny_dataset, tmp_path, monkeypa
         cli_train(bad)
 
 
-def test_the_cli_table_entry_points_at_the_same_command():
-    # venomkit/cli.py wires `venomkit train` to venomkit.victims.training.
-    from venomkit.victims import training
+def test_the_cli_table_entry_points_at_the_pipeline_command():
+    # venomkit/cli.py wires `venomkit train` to venomkit.victims.pipeline directly.
+    from venomkit.cli import COMMANDS
+    from venomkit.victims import pipeline
 
-    parser = training.add_train_arguments(argparse.ArgumentParser())
+    command = COMMANDS["train"]
+    assert (command.module, command.add_arguments, command.run) == ("venomkit.victims.pipeline", "add_train_arguments", "cli_train")
+    parser = pipeline.add_train_arguments(argparse.ArgumentParser())
     args = parser.parse_args(["--data", "toyshop", "--victim", "lightgcn", "--out", "x"])
-    assert args.lr is None and args.image_encoder == "zoo:toyshop-clip" and callable(training.cli_train)
+    assert args.lr is None and args.image_encoder == "zoo:toyshop-clip" and callable(pipeline.cli_train)

@@ -96,3 +96,25 @@ def test_train_bpr_validates_arguments(tiny_dataset):
         train_bpr(victim, tiny_dataset.split, epochs=0)
     with pytest.raises(ValueError, match="lr"):
         train_bpr(victim, tiny_dataset.split, lr=0.0)
+
+
+def test_training_logs_its_epochs_when_output_is_not_a_terminal(tiny_dataset, caplog, monkeypatch):
+    """Under CI or nohup the epochs are logged (``venomkit.progress``), not silent."""
+    import logging
+
+    import venomkit.progress as progress_module
+
+    monkeypatch.setattr(progress_module, "_stderr_is_terminal", lambda: False)
+    monkeypatch.setattr(progress_module, "_quiet", False)
+    monkeypatch.delenv("VENOMKIT_QUIET", raising=False)
+    monkeypatch.setenv("VENOMKIT_PROGRESS_SECONDS", "0")
+    caplog.set_level(logging.INFO, logger="venomkit")
+    victim = build("lightgcn", tiny_dataset)
+    train_bpr(victim, tiny_dataset.split, epochs=2, lr=0.01, batch_size=128, patience=None)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train lightgcn: ")]
+    assert lines[0].startswith("train lightgcn: 1/2 epochs (50%)") and "loss=" in lines[0]
+    assert lines[-1].startswith("train lightgcn: 2/2 epochs (100%)") and "in all" in lines[-1]
+    caplog.clear()
+    progress_module.set_quiet(True)
+    train_bpr(victim, tiny_dataset.split, epochs=1, lr=0.01, batch_size=128, patience=None)
+    assert not [r for r in caplog.records if r.name == "venomkit"]

@@ -17,6 +17,9 @@ _REGISTRY = {
     "token_hotflip": ("venomkit.attacks.token_hotflip", "TokenHotFlip"),
     "llm_rewrite": ("venomkit.attacks.llm_rewrite", "LLMRewrite"),
     "joint": ("venomkit.attacks.joint", "JointAttack"),
+    # The UAT-MC paper's feature-space attacks (perturb feature rows, not content), for judgements.
+    "feature_fgsm": ("venomkit.attacks.feature", "FeatureFGSM"),
+    "feature_pgd": ("venomkit.attacks.feature", "FeaturePGD"),
 }
 
 ATTACK_NAMES = tuple(_REGISTRY)

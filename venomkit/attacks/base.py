@@ -24,12 +24,11 @@ PGD, INSA, EXPA and TAaMR, which differ only in objective, budget and schedule.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Literal, Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,6 +37,9 @@ from torch import nn
 
 from venomkit.config import build_config, replace_config
 from venomkit.encoders.base import ImageEncoder
+from venomkit.eval.text_edits import token_edit_ratio  # the token budget's unit; importable from here too
+from venomkit.models.freeze import frozen_eval  # the attack contract's freezing; importable from here too
+from venomkit.progress import progress as progress_bar
 from venomkit.victims.base import Victim
 
 
@@ -63,20 +65,6 @@ def project(adv: torch.Tensor, clean: torch.Tensor, eps: float, norm: str) -> to
     else:
         raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
     return (clean + delta).clamp(0.0, 1.0)
-
-
-def token_edit_ratio(clean_ids: Sequence[int], adv_ids: Sequence[int]) -> float:
-    """Levenshtein distance between two token-id sequences over the clean length (0 = same)."""
-    a, b = list(clean_ids), list(adv_ids)
-    if not a:
-        return 0.0 if not b else float("inf")
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i] + [0] * len(b)
-        for j, y in enumerate(b, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
-        prev = cur
-    return prev[-1] / len(a)
 
 
 # ----------------------------------------------------------------------------------------
@@ -196,37 +184,6 @@ def _check_positive(name: str, value: Any, integer: bool = False, allow_zero: bo
         raise ValueError(f"{name} must be {what} {bound}, got {value!r}")
 
 
-@contextlib.contextmanager
-def frozen_eval(*modules: nn.Module | None) -> Iterator[None]:
-    """Put modules in eval mode with ``requires_grad=False`` and restore both afterwards."""
-    modes: list[tuple[nn.Module, bool]] = []
-    grads: list[tuple[nn.Parameter, bool]] = []
-    seen: set[int] = set()
-    for module in modules:
-        if module is None:
-            continue
-        for sub in module.modules():
-            if id(sub) not in seen:
-                seen.add(id(sub))
-                modes.append((sub, sub.training))
-        for p in module.parameters():
-            if id(p) not in seen:
-                seen.add(id(p))
-                grads.append((p, p.requires_grad))
-    try:
-        for module in modules:
-            if module is not None:
-                module.eval()
-        for p, _ in grads:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for sub, mode in modes:
-            sub.training = mode
-        for p, flag in grads:
-            p.requires_grad_(flag)
-
-
 def victim_with_image_encoder(victim: Victim, encoder: ImageEncoder) -> Victim:
     """A shallow copy of ``victim`` whose image encoder is ``encoder`` (grey-box surrogate).
 
@@ -281,6 +238,15 @@ class Attack(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
+
+    @classmethod
+    def from_config(cls, config: AttackConfig, *, surrogate: Victim | ImageEncoder | None = None, device: str = "cpu") -> "Attack":
+        """The attack for a validated ``config``, with every model it needs loaded by spec.
+
+        The run engine builds every attack this way; an attack that needs its own models
+        (TAaMR's classifier) overrides this, so no runner knows any attack by name.
+        """
+        return cls(config, surrogate=surrogate)
 
     # -- the contract ---------------------------------------------------------------------
 
@@ -542,7 +508,7 @@ class IterativeImageAttack(Attack):
             feats["visual"] = model.image_encoder(x)
             return objective(Forward(model, item_index, feats, images=x))
 
-        adv, best_loss, first_loss = pgd_loop(loss_fn, images, cfg, item_index)
+        adv, best_loss, first_loss = pgd_loop(loss_fn, images, cfg, item_index, desc=f"{self.name} steps")
         return adv, None, {"objective_before": first_loss, "objective_after": best_loss}
 
 
@@ -568,17 +534,20 @@ def pgd_loop(
     cfg: IterativeConfig,
     item_index: torch.Tensor,
     extra_step: Callable[[int], None] | None = None,
+    desc: str = "attack steps",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run the shared loop; returns (adversarial (B,3,H,W), final/best loss (B,), clean loss (B,)).
 
     ``extra_step(t)`` runs after each pixel step (the joint attack alternates token flips).
+    Progress over the steps of this batch of targets is reported as ``desc`` (``venomkit.progress``;
+    silenced by ``set_quiet``).
     """
     with torch.no_grad():
         first_loss = loss_fn(clean).detach()
     x = random_start(clean, cfg.eps, cfg.norm, cfg.seed, item_index) if cfg.random_start else clean.clone()
     best = x.clone()
     best_loss = torch.full_like(first_loss, float("inf"))
-    for t in range(cfg.steps):
+    for t in progress_bar(range(cfg.steps), desc=f"{desc} ({item_index.numel()} targets)", unit="step", leave=False):
         x = x.detach().requires_grad_(True)
         loss = loss_fn(x)
         (grad,) = torch.autograd.grad(loss.sum(), x)

@@ -52,5 +52,5 @@ class FGSM(IterativeImageAttack):
             feats["visual"] = model.image_encoder(x)
             return objective(Forward(model, item_index, feats, images=x))
 
-        adv, final, first = pgd_loop(loss_fn, images, self.config.loop(), item_index)
+        adv, final, first = pgd_loop(loss_fn, images, self.config.loop(), item_index, desc=f"{self.name} steps")
         return adv, None, {"objective_before": first, "objective_after": final}

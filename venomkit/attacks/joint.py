@@ -23,8 +23,7 @@ import torch
 from venomkit.attacks.base import Attack, AttackConfig, Forward, IterativeConfig, pgd_loop
 from venomkit.attacks.objectives import gradient_alignment
 from venomkit.attacks.pgd import PromotionConfig
-from venomkit.attacks.token_hotflip import TextBudgetConfig, TextFlipper, real_tokens
-from venomkit.attacks.base import token_edit_ratio
+from venomkit.attacks.token_hotflip import TextBudgetConfig, TextFlipper
 
 
 @dataclass
@@ -59,10 +58,7 @@ class JointAttack(Attack):
     perturbs: ClassVar[tuple[str, ...]] = ("visual", "text")
 
     def text_within_budget(self, victim, clean, adv):
-        if clean == adv:
-            return True
-        enc = victim.text_encoder
-        return token_edit_ratio(real_tokens(enc, clean), real_tokens(enc, adv)) <= self.config.max_edit_ratio + 1e-9
+        return self.config.within_text_budget(victim.text_encoder, clean, adv)
 
     def perturb(self, model, images, texts, item_index, users, knowledge):
         for m in ("visual", "text"):
@@ -116,7 +112,7 @@ class JointAttack(Attack):
                 current = loss_of_texts(flipper.texts)
             flipper.step(grad, loss_of_texts, current)
 
-        adv, final, first = pgd_loop(loss_fn, images, cfg, item_index, extra_step=flip_round)
+        adv, final, first = pgd_loop(loss_fn, images, cfg, item_index, extra_step=flip_round, desc=f"{self.name} steps")
         out_texts = [t if int(n) > 0 else c for t, c, n in zip(flipper.texts, texts, flipper.edits)]
         return adv, out_texts, {
             "objective_before": first,

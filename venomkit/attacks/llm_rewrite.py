@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from venomkit.attacks.base import Attack, AttackConfig, Forward
 from venomkit.attacks.pgd import PromotionConfig
+from venomkit.progress import progress as progress_bar
 from venomkit.victims.base import Victim
 
 
@@ -110,7 +111,8 @@ class LLMRewrite(Attack):
 
         # One LM call per target with a seed of its own, so a target's rewrites do not depend on its batch.
         proposals: list[list[str]] = []
-        for text, item in zip(texts, item_index.tolist()):
+        calls = progress_bar(list(zip(texts, item_index.tolist())), desc=f"{self.name} rewrites", unit="target", leave=False)
+        for text, item in calls:
             (cands,) = self.rewriter.rewrite([text], cfg.n_candidates, style, cfg.sampling_temperature, cfg.seed * 1_000_003 + item)
             proposals.append([c for c in cands if isinstance(c, str) and c.strip()])
         with torch.no_grad():

@@ -11,12 +11,13 @@ for (N, 3, H, W) images in [0, 1] (``zoo:toyshop-cnn``'s category head on toysho
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from torch import nn
 
 from venomkit.attacks.base import AttackConfig, IterativeConfig, IterativeImageAttack
 from venomkit.attacks.objectives import TAaMRObjective
+from venomkit.models.freeze import freeze, frozen_eval
 
 
 @dataclass
@@ -56,9 +57,14 @@ class TAaMR(IterativeImageAttack):
             raise ValueError("classifier must be an nn.Module returning logits (N, C) for images in [0, 1]")
         self.classifier = classifier
 
-    def __call__(self, victim, images, texts, item_index, users=None, knowledge=None):
-        from venomkit.attacks.base import frozen_eval
+    @classmethod
+    def from_config(cls, config: TAaMRConfig, *, surrogate=None, device: str = "cpu") -> "TAaMR":
+        """TAaMR with its classifier loaded from ``config.classifier`` (a spec, e.g. ``zoo:toyshop-cnn``)."""
+        if config.classifier is None:
+            raise ValueError("taamr: set classifier=SPEC (e.g. zoo:toyshop-cnn): the CNN whose class the attack moves")
+        return cls(config, classifier=load_classifier(config.classifier, config.head, device=device), surrogate=surrogate)
 
+    def __call__(self, victim, images, texts, item_index, users=None, knowledge=None):
         with frozen_eval(self.classifier):
             return super().__call__(victim, images, texts, item_index, users, knowledge)
 
@@ -90,7 +96,7 @@ class HeadClassifier(nn.Module):
 
 
 def load_classifier(spec: str, head: str | None = None, device: str = "cpu") -> nn.Module:
-    """A classifier by spec: a torchvision CNN folder / ``zoo:NAME`` / ``resnetXX:WEIGHTS``."""
+    """A frozen classifier by spec: a torchvision CNN folder / ``zoo:NAME`` / ``resnetXX:WEIGHTS``."""
     from venomkit.encoders.torchvision_cnn import TorchvisionImageEncoder
 
-    return HeadClassifier(TorchvisionImageEncoder.from_spec(spec, device=device), head).eval()
+    return freeze(HeadClassifier(TorchvisionImageEncoder.from_spec(spec, device=device), head))

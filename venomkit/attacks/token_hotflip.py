@@ -9,22 +9,26 @@ switches from token ``w`` to token ``v`` is
 (Ebrahimi et al., Eq. 2). Each round scores every (position, token) pair with one backward
 pass, evaluates the ``n_candidates`` best flips exactly (re-encoding the decoded strings,
 which is what the victim will see), and keeps the best one if it lowers the loss, until the
-budget -- ``max_edit_ratio`` of the text's tokens -- is spent. Constraints: stop-words and
-the item's category word(s) can be kept unedited; a flip is only accepted when decoding then
+budget -- ``max_edit_ratio`` of the text's real tokens (``venomkit.eval.text_edits``: no
+start, end or padding ids) -- is spent. Constraints: stop-words and the item's category
+word(s) can be kept unedited; a flip is only accepted when decoding then
 re-tokenising gives back exactly the optimised tokens (so the saved text is the attack).
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import ClassVar, Sequence
 
 import torch
 
-from venomkit.attacks.base import Attack, AttackConfig, Forward, Knowledge, token_edit_ratio
+from venomkit.attacks.base import Attack, AttackConfig, Forward, Knowledge
 from venomkit.attacks.pgd import PromotionConfig
 from venomkit.encoders.base import TextEncoder
+from venomkit.eval.text_edits import real_token_mask, real_tokens, silent_token_mask, text_edit_ratio, vocabulary_strings
+from venomkit.progress import progress as progress_bar
 from venomkit.victims.base import Victim
 
 STOP_WORDS = frozenset(
@@ -63,6 +67,10 @@ class TextBudgetConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
+    def within_text_budget(self, text_encoder: TextEncoder, clean: str, adv: str) -> bool:
+        """Whether ``adv`` edits at most ``max_edit_ratio`` of ``clean``'s real tokens (``text_edit_ratio``)."""
+        return clean == adv or text_edit_ratio(text_encoder, clean, adv) <= self.max_edit_ratio + 1e-9
+
 
 @dataclass
 class HotFlipConfig(AttackConfig, PromotionConfig, TextBudgetConfig):
@@ -75,34 +83,20 @@ class HotFlipConfig(AttackConfig, PromotionConfig, TextBudgetConfig):
 
 
 class _Vocab:
-    """Per-encoder token facts: special tokens and whole-word candidate tokens."""
+    """Per-encoder token facts: lower-cased token strings, silent (special) tokens, whole-word tokens."""
 
-    _cache: dict[int, "_Vocab"] = {}
+    _cache: "weakref.WeakKeyDictionary[TextEncoder, _Vocab]" = weakref.WeakKeyDictionary()
 
     def __init__(self, encoder: TextEncoder):
-        weight = encoder.token_embedding.weight
-        n = weight.shape[0]
-        ids = torch.arange(n).view(-1, 1)
-        strings: list[str] = []
-        for start in range(0, n, 4096):
-            strings.extend(encoder.decode(ids[start : start + 4096]))
-        self.strings = [s.strip().lower() for s in strings]
-        self.special = torch.tensor([s == "" for s in self.strings])
+        self.strings = [s.lower() for s in vocabulary_strings(encoder)]
+        self.special = silent_token_mask(encoder)
         self.word = torch.tensor([s.isalpha() and len(s) >= 2 for s in self.strings])
 
     @classmethod
     def of(cls, encoder: TextEncoder) -> "_Vocab":
-        key = id(encoder)
-        if key not in cls._cache:
-            cls._cache[key] = cls(encoder)
-        return cls._cache[key]
-
-
-def real_tokens(encoder: TextEncoder, text: str) -> list[int]:
-    """Token ids of ``text`` without special/padding tokens."""
-    vocab = _Vocab.of(encoder)
-    ids = encoder.tokenize([text])[0].tolist()
-    return [t for t in ids if not vocab.special[t]]
+        if encoder not in cls._cache:
+            cls._cache[encoder] = cls(encoder)
+        return cls._cache[encoder]
 
 
 def _protected_positions(encoder: TextEncoder, ids: torch.Tensor, words: Sequence[str]) -> torch.Tensor:
@@ -128,8 +122,8 @@ class TextFlipper:
         self.vocab = _Vocab.of(encoder)
         self.clean_texts = list(texts)
         self.ids = encoder.tokenize(list(texts)).to(device)  # (B, L)
-        special = self.vocab.special.to(device)[self.ids]
-        editable = ~special
+        real = real_token_mask(encoder, self.ids)  # no start, end or padding ids
+        editable = real.clone()
         if cfg.word_tokens_only:
             editable &= self.vocab.word.to(device)[self.ids]
         if cfg.keep_stopwords:
@@ -139,7 +133,7 @@ class TextFlipper:
             for b, words in enumerate(knowledge.protected_words):
                 editable[b] &= ~_protected_positions(encoder, self.ids[b].cpu(), [str(w) for w in words]).to(device)
         self.editable = editable
-        n_real = (~special).sum(1)
+        n_real = real.sum(1)
         self.budget = torch.floor(n_real.float() * cfg.max_edit_ratio + 1e-6).long()
         self.edits = torch.zeros_like(self.budget)
         self.edited = torch.zeros_like(editable)
@@ -226,10 +220,7 @@ class TokenHotFlip(Attack):
     perturbs: ClassVar[tuple[str, ...]] = ("text",)
 
     def text_within_budget(self, victim: Victim, clean: str, adv: str) -> bool:
-        if clean == adv:
-            return True
-        enc = victim.text_encoder
-        return token_edit_ratio(real_tokens(enc, clean), real_tokens(enc, adv)) <= self.config.max_edit_ratio + 1e-9
+        return self.config.within_text_budget(victim.text_encoder, clean, adv)
 
     def perturb(self, model, images, texts, item_index, users, knowledge):
         if "text" not in model.modalities or model.text_encoder is None:
@@ -248,11 +239,15 @@ class TokenHotFlip(Attack):
         with torch.no_grad():
             first = loss_of_texts(flipper.texts)
         loss = first.clone()
+        # Each round flips at most one token per target: the largest budget bounds the rounds.
+        rounds = progress_bar(total=int(flipper.budget.max()), desc=f"{self.name} rounds ({item_index.numel()} targets)", unit="round", leave=False)
         while bool(flipper.active().any()):
             emb = flipper.embeddings().detach().requires_grad_(True)
             feats = dict(fixed)
             feats["text"] = enc.forward_embeddings(emb, flipper.ids)
             (grad,) = torch.autograd.grad(objective(Forward(model, item_index, feats)).sum(), emb)
             loss = flipper.step(grad, loss_of_texts, loss)
+            rounds.update(1)
+        rounds.close()
         out_texts = [t if int(n) > 0 else c for t, c, n in zip(flipper.texts, texts, flipper.edits)]
         return None, out_texts, {"objective_before": first, "objective_after": loss, "edits": flipper.edits.float()}

@@ -19,7 +19,8 @@ from venomkit.data.interactions import (
     ratio_split,
     select_cold_targets,
 )
-from venomkit.data.loaders import load_atomic, load_csv, load_dataset, load_ml100k_posters, write_atomic
+from venomkit.data.export import write_atomic
+from venomkit.data.loaders import load_atomic, load_csv, load_dataset, load_ml100k_posters
 
 __all__ = [
     "Catalog",

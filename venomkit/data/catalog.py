@@ -37,12 +37,37 @@ def load_image_file(path: str | Path, size: int | None = None) -> torch.Tensor:
             array = np.asarray(img, dtype=np.uint8)
     except FileNotFoundError:
         raise DataFormatError(f"image file is missing: {path}", file=path) from None
-    except (OSError, ValueError) as exc:
-        raise DataFormatError(f"image file is corrupt or not an image: {path} ({exc})", file=path) from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        reason = " ".join(str(exc).split())
+        raise DataFormatError(f"image file is corrupt or not an image: {path} ({reason})", file=path) from None
     # Converted in numpy: per-image torch ops on tiny tensors stall for milliseconds on busy
     # CPUs (thread-pool wake-ups); the float32 division gives identical values.
     chw = np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
     return torch.from_numpy(chw)
+
+
+def check_image_file(path: str | Path) -> None:
+    """Raise :class:`DataFormatError` naming ``path`` when it is not a readable image; return None.
+
+    Cheaper than decoding: PNG files are verified chunk by chunk (structure and checksums, no
+    pixels); JPEG files are decoded in PIL's draft mode (the entropy-coded data is read, so a
+    truncated download is found, while the pixels are reconstructed at 1/8 scale); other
+    formats are decoded. Measured on the ML-100K posters folder (1,663 JPEGs): 0.3-0.4 s in all.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            if img.format == "PNG":
+                img.verify()
+            else:
+                if img.format == "JPEG":
+                    img.draft("RGB", (1, 1))
+                img.load()
+    except FileNotFoundError:
+        raise DataFormatError(f"image file is missing: {path}", file=path) from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        reason = " ".join(str(exc).split())
+        raise DataFormatError(f"image file is corrupt or not an image: {path} ({reason})", file=path) from None
 
 
 def save_png(image: torch.Tensor, path: str | Path) -> None:

@@ -185,18 +185,30 @@ def cold_items(train: Interactions, max_interactions: int = 5) -> np.ndarray:
 
 
 def select_cold_targets(
-    train: Interactions, n_targets: int, max_interactions: int = 5, seed: int = 0, min_interactions: int = 0
+    train: Interactions,
+    n_targets: int,
+    max_interactions: int = 5,
+    seed: int = 0,
+    min_interactions: int = 0,
+    allowed: np.ndarray | None = None,
 ) -> np.ndarray:
     """Pick ``n_targets`` cold items (seeded) as promotion targets, as the attack papers do.
 
-    Raises ValueError when fewer cold items exist than asked for.
+    ``allowed`` (optional (I,) bool) restricts the pool further, e.g. to items with an image.
+    Returns sorted item indices. Raises ValueError when fewer cold items exist than asked for.
     """
+    if isinstance(n_targets, bool) or not isinstance(n_targets, (int, np.integer)) or n_targets < 1:
+        raise ValueError(f"the number of targets must be an integer >= 1, got {n_targets!r}")
     pop = train.popularity()
-    candidates = np.flatnonzero((pop <= max_interactions) & (pop >= min_interactions))
+    eligible = (pop <= max_interactions) & (pop >= min_interactions)
+    if allowed is not None:
+        eligible &= np.asarray(allowed, dtype=bool)
+    candidates = np.flatnonzero(eligible)
     if len(candidates) < n_targets:
+        pool = f"with {min_interactions} to {max_interactions} training interactions" + (" and an image" if allowed is not None else "")
         raise ValueError(
-            f"only {len(candidates)} items have between {min_interactions} and {max_interactions} training "
-            f"interactions; asked for {n_targets} targets (raise max_interactions or lower n_targets)"
+            f"only {len(candidates)} cold items ({pool}) exist but {n_targets} targets were asked for: "
+            f"ask for fewer targets or raise the cold threshold (max_interactions)"
         )
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(candidates, size=n_targets, replace=False))

@@ -29,6 +29,7 @@ the same item at two sizes is the same picture. Everything is deterministic give
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,11 +38,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from tqdm.auto import tqdm
 
 from venomkit.data.catalog import Catalog
 from venomkit.data.dataset import Dataset, make_split
+from venomkit.data.export import write_atomic
 from venomkit.data.interactions import Interactions
+from venomkit.progress import progress as progress_bar
 
 CATEGORIES: tuple[str, ...] = (
     "t-shirt",
@@ -847,6 +849,12 @@ class ToyshopConfig:
     split: str = "ratio"
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("int", int) and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"ToyshopConfig.{f.name} must be an integer, got {value!r}")
+            if f.type in ("float", float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"ToyshopConfig.{f.name} must be a number, got {value!r}")
         if self.n_users < 1:
             raise ValueError(f"ToyshopConfig.n_users must be >= 1, got {self.n_users}")
         if self.n_items < 2:
@@ -862,6 +870,26 @@ class ToyshopConfig:
                 raise ValueError(f"ToyshopConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.split not in ("ratio", "loo"):
             raise ValueError(f"ToyshopConfig.split must be 'ratio' or 'loo', got {self.split!r}")
+
+
+OPTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ToyshopConfig))
+"""The option names ``make`` and the ``toyshop:key=value,...`` dataset spec accept, in field order."""
+
+
+def config_from_options(options: Mapping[str, object], where: str = "toyshop") -> ToyshopConfig:
+    """A :class:`ToyshopConfig` from ``{option: value}``, every name and value checked.
+
+    An unknown option or a wrong-typed or out-of-range value raises ValueError, one line
+    starting with ``where`` (e.g. ``dataset spec 'toyshop:n_itemz=5'``) that names the option
+    and lists the valid ones.
+    """
+    unknown = [name for name in options if name not in OPTIONS]
+    if unknown:
+        raise ValueError(f"{where}: unknown option {unknown[0]!r}; valid options: {', '.join(OPTIONS)}")
+    try:
+        return ToyshopConfig(**options)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def attribute_onehots(attributes: Mapping[str, Sequence[str]]) -> np.ndarray:
@@ -971,14 +999,17 @@ def make(
     :class:`ToyshopConfig` fields (``zipf_exponent``, ``popularity_weight``,
     ``taste_weight``, ``quality_std``, ``min_per_user``, ``split``). Deterministic given
     ``seed``; the default (1,000 users x 600 items at 64 px) takes a few seconds on one core.
+    Options are checked by :func:`config_from_options` (ValueError naming a bad one).
     """
-    cfg = ToyshopConfig(
-        n_users=n_users,
-        n_items=n_items,
-        image_size=image_size,
-        seed=seed,
-        interactions_per_user=interactions_per_user,
-        **overrides,
+    cfg = config_from_options(
+        dict(
+            n_users=n_users,
+            n_items=n_items,
+            image_size=image_size,
+            seed=seed,
+            interactions_per_user=interactions_per_user,
+            **overrides,
+        )
     )
     seq = np.random.SeedSequence(cfg.seed)
     item_seq, text_seq, user_seq, image_seq = seq.spawn(4)
@@ -994,7 +1025,7 @@ def make(
 
     # One child seed per item: an item's image depends on its own seed only.
     images = []
-    for k, child in enumerate(tqdm(image_seq.spawn(cfg.n_items), desc="toyshop images", disable=None, leave=False)):
+    for k, child in enumerate(progress_bar(image_seq.spawn(cfg.n_items), desc="toyshop images", unit="img", leave=False)):
         images.append(
             render_item(
                 attrs["category"][k],
@@ -1065,9 +1096,7 @@ def add_toyshop_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 
 def cli_toyshop(args: argparse.Namespace) -> int:
-    """Generate toyshop and write it to ``args.out`` with :func:`venomkit.data.loaders.write_atomic`."""
-    from venomkit.data.loaders import write_atomic  # written by the loaders module; imported late
-
+    """Generate toyshop and write it to ``args.out`` with :func:`venomkit.data.export.write_atomic`."""
     dataset = make(
         n_users=args.users,
         n_items=args.items,

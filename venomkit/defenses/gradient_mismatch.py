@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from venomkit.progress import progress as progress_bar
 from venomkit.victims.base import Victim
 
 
@@ -175,7 +176,7 @@ def restricted_attacks(
     "text": top_text}``); ``config`` is a ``FeatureAttackConfig`` (default PGD, 10 steps,
     eps 0.1). Returns ``{"hr@50_before": .., "hr@50_<group>": ..}``; an empty group gets NaN.
     """
-    from venomkit.defenses.feature_attack import (
+    from venomkit.attacks.feature import (
         FeatureAttackConfig,
         feature_attack_one,
         target_figures,
@@ -206,10 +207,8 @@ def run_mismatch(
 ) -> list[dict[str, Any]]:
     """:func:`analyse_target` (and, with ``attack_groups``, :func:`restricted_attacks` on the
     groups all / visual-top / text-top / their union) for every target; one dict per target."""
-    from tqdm.auto import tqdm
-
     rows = []
-    for t in tqdm(list(targets), desc="gradient mismatch", disable=None if progress else True):
+    for t in progress_bar(list(targets), desc="gradient mismatch", unit="target", enabled=progress):
         row = analyse_target(victim, t, train, top_k=top_k, k=k)
         if attack_groups:
             groups = {

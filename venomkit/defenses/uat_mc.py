@@ -221,7 +221,7 @@ def adversarial_train(victim: Victim, split: Any, config: UATConfig | None = Non
             adversarial training starts from a normally trained model.
         split: the ``Split`` the victim was trained on (train / valid / test).
         config: the settings (default ``UATConfig()``: UAT-MC, eps 0.1, beta 1, lambda 1, FGM).
-        progress: tqdm bar over epochs.
+        progress: progress over epochs (``venomkit.progress``: a bar on a terminal, log lines otherwise).
 
     Returns:
         ``(victim, metrics)``: the same victim object (eval mode) and a JSON-ready dict with

@@ -1,7 +1,7 @@
 """Batched, cached feature extraction for a whole catalog.
 
 :func:`extract_image_features` / :func:`extract_text_features` run an encoder over every item
-in batches under ``torch.no_grad`` with a tqdm progress bar and return an (I, D) float32 CPU
+in batches under ``torch.no_grad`` with progress (``venomkit.progress``) and return an (I, D) float32 CPU
 tensor in catalog order.
 
 Cache behaviour (when ``cache_dir`` is given):
@@ -31,9 +31,10 @@ from typing import Callable, Iterable
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from venomkit.data.catalog import Catalog
+from venomkit.models.freeze import frozen_eval
+from venomkit.progress import progress as progress_bar
 
 _HASH_SAMPLE = 4096
 
@@ -112,21 +113,16 @@ def _extract(
     if device is None:
         param = next(iter(encoder.parameters()), None)
         device = param.device if param is not None else torch.device("cpu")
-    was_training = encoder.training
-    encoder.eval()
     chunks = []
-    try:
-        with torch.no_grad():
-            batches = _batches(catalog.n_items, batch_size)
-            total = (catalog.n_items + batch_size - 1) // batch_size
-            for idx in tqdm(batches, total=total, desc=f"{modality} features", unit="batch",
-                            disable=None if progress is None else not progress, leave=False):
-                batch = batch_fn(idx)
-                if isinstance(batch, torch.Tensor):
-                    batch = batch.to(device)
-                chunks.append(encoder(batch).float().cpu())
-    finally:
-        encoder.train(was_training)
+    with frozen_eval(encoder), torch.no_grad():
+        batches = _batches(catalog.n_items, batch_size)
+        total = (catalog.n_items + batch_size - 1) // batch_size
+        bar = progress_bar(batches, total=total, desc=f"{modality} features", unit="batch", enabled=progress is not False, leave=False)
+        for idx in bar:
+            batch = batch_fn(idx)
+            if isinstance(batch, torch.Tensor):
+                batch = batch.to(device)
+            chunks.append(encoder(batch).float().cpu())
     features = torch.cat(chunks) if chunks else torch.zeros(0, int(getattr(encoder, "output_dim", 0)))
     if cache_path is not None:
         _save_atomic(features, cache_path, encoder, catalog)

@@ -2,7 +2,7 @@
 
 Accepted specs (see :func:`load_open_clip`):
 
-- ``zoo:NAME``            a zoo folder (``venomkit.zoo.resolve``), read as ``local-dir:``;
+- ``zoo:NAME``            a zoo folder, read as ``local-dir:``;
 - ``local-dir:PATH`` or a folder path holding ``open_clip_config.json`` and weights;
 - ``hf-hub:ORG/REPO``     read from the local Hugging Face cache only (never downloaded);
 - ``ARCH/TAG``            an open_clip built-in architecture with a pretrained tag
@@ -11,8 +11,10 @@ Accepted specs (see :func:`load_open_clip`):
                           (``ViT-B-32//data/vit_b_32.safetensors``);
 - ``ARCH``                a built-in architecture with random weights (a warning says so).
 
-Nothing is ever downloaded: a tag that is not cached fails at once with one sentence naming
-the id and the ways to point at local weights. All paths end in
+``zoo:``, folders and ``hf-hub:`` ids are found by ``venomkit.models.resolve.resolve_model``,
+the resolver every loader shares; the ``ARCH`` forms are open_clip's own. Nothing is ever
+downloaded: a tag that is not cached fails at once with one sentence naming the id and the
+ways to point at local weights. All paths end in
 ``open_clip.create_model(...)``, the library's own loader (``local-dir:`` for folders).
 
 Features are open_clip's ``encode_image`` / ``encode_text`` outputs (not L2-normalised; the
@@ -34,9 +36,16 @@ from torch import nn
 
 from venomkit.encoders.base import ImageEncoder, TextEncoder
 from venomkit.encoders.preprocess import PreprocessConfig, TorchPreprocess
+from venomkit.models.freeze import freeze
+from venomkit.models.resolve import (
+    LOCAL_DIR_PREFIX,
+    WeightsNotAvailableError,
+    cached_hub_file,
+    is_location_spec,
+    resolve_model,
+    weights_not_cached_error,
+)
 
-LOCAL_DIR_PREFIX = "local-dir:"
-HF_HUB_PREFIX = "hf-hub:"
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 
 SPEC_FORMS = (
@@ -44,10 +53,6 @@ SPEC_FORMS = (
     "'hf-hub:ORG/REPO' (local cache only), 'ARCH/TAG' (e.g. ViT-B-32/openai, local cache only), "
     "'ARCH/PATH-TO-WEIGHTS', or a bare open_clip architecture name (random weights)"
 )
-
-
-class WeightsNotAvailableError(FileNotFoundError):
-    """A hub id or pretrained tag whose weights are not in the local cache (no network here)."""
 
 
 @dataclass
@@ -61,22 +66,15 @@ class OpenClipBundle:
     source: str  # what was handed to open_clip: 'local-dir:...' or 'ARCH' + pretrained
 
 
+NOT_CACHED_HINT = (
+    "point at local weights instead with 'local-dir:/path/to/folder' (open_clip_config.json + "
+    "open_clip_model.safetensors), 'ARCH//path/to/weights.safetensors', or 'zoo:toyshop-clip'"
+)
+"""What to pass instead of open_clip weights that are not on this machine."""
+
+
 def _not_cached(spec: str) -> WeightsNotAvailableError:
-    return WeightsNotAvailableError(
-        f"open_clip weights {spec!r} are not in the local cache and venomkit never downloads them; "
-        f"point at local weights instead with 'local-dir:/path/to/folder' (open_clip_config.json + "
-        f"open_clip_model.safetensors), 'ARCH//path/to/weights.safetensors', or 'zoo:toyshop-clip'"
-    )
-
-
-def _hf_cached_file(repo_id: str, filename: str) -> str | None:
-    """Path of ``filename`` of ``repo_id`` in the local HF cache, without touching the network."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
-        return None
-    found = try_to_load_from_cache(repo_id=repo_id, filename=filename)
-    return found if isinstance(found, str) and os.path.isfile(found) else None
+    return weights_not_cached_error(spec, what="open_clip model", hint=NOT_CACHED_HINT)
 
 
 def _cached_pretrained(arch: str, tag: str, spec: str) -> tuple[str, dict]:
@@ -105,22 +103,15 @@ def _cached_pretrained(arch: str, tag: str, spec: str) -> tuple[str, dict]:
         elif filename.endswith((".bin", ".pth")):
             candidates.insert(0, filename[:-4] + ".safetensors")
         for name in candidates:
-            found = _hf_cached_file(repo_id, name)
-            if found:
-                return found, cfg
+            found = cached_hub_file(repo_id, name)
+            if found is not None:
+                return str(found), cfg
     url = cfg.get("url", "")
     if url:
         target = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
         if target.is_file():
             return str(target), cfg
     raise _not_cached(spec)
-
-
-def _hf_hub_snapshot(repo_id: str, spec: str) -> Path:
-    found = _hf_cached_file(repo_id, OPEN_CLIP_CONFIG)
-    if not found:
-        raise _not_cached(spec)
-    return Path(found).parent
 
 
 def _local_dir(folder: Path, spec: str) -> str:
@@ -144,17 +135,9 @@ def parse_open_clip_spec(spec: str) -> tuple[str, str | None, dict]:
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"open_clip spec must be a non-empty string; accepted forms: {SPEC_FORMS}")
     spec = spec.strip()
-    if spec.startswith("zoo:"):
-        from venomkit.zoo import resolve
-
-        return _local_dir(resolve(spec), spec), None, {}
-    if spec.startswith(LOCAL_DIR_PREFIX):
-        return _local_dir(Path(spec[len(LOCAL_DIR_PREFIX):]).expanduser(), spec), None, {}
-    if spec.startswith(HF_HUB_PREFIX):
-        return _local_dir(_hf_hub_snapshot(spec[len(HF_HUB_PREFIX):], spec), spec), None, {}
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        return _local_dir(path, spec), None, {}
+    if is_location_spec(spec):  # zoo:NAME, local-dir:PATH, hf-hub:ID or a folder
+        folder = resolve_model(spec, what="open_clip model", bare_hub_ids=False, hint=NOT_CACHED_HINT)
+        return _local_dir(folder, spec), None, {}
     arch, _, pretrained = spec.partition("/")
     models = set(open_clip.list_models())
     if arch not in models:
@@ -199,9 +182,7 @@ def load_open_clip(spec: str, device: str | torch.device = "cpu") -> OpenClipBun
         raise WeightsNotAvailableError(f"{_not_cached(spec)} ({exc})") from exc
     finally:
         logger.setLevel(level)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    freeze(model)
     pp = open_clip.get_model_preprocess_cfg(model)
     return OpenClipBundle(model, tokenizer, PreprocessConfig.from_open_clip(pp), spec, model_name)
 

@@ -6,7 +6,7 @@ Specs (see :func:`TorchvisionImageEncoder.from_spec`):
 - ``resnet18:/path/weights.safetensors``: a torchvision state dict (``.safetensors``, or
   ``.pt``/``.pth`` read with ``torch.load(weights_only=True)``), e.g. ImageNet weights the
   user converted; the classifier size is taken from ``fc.weight``;
-- a folder (or ``zoo:NAME``) with ``config.json`` + ``model.safetensors``: the config names
+- a folder (or ``zoo:NAME``, ``local-dir:PATH``, a cached ``hf-hub:`` id) with ``config.json`` + ``model.safetensors``: the config names
   the ``architecture`` and may override stage ``widths``/``stem_width`` (the zoo's
   ``toyshop-cnn`` is resnet18 at a quarter of the width), the input size, normalisation and
   the layout of the classifier output (``heads``).
@@ -31,6 +31,8 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from venomkit.encoders.base import ImageEncoder
 from venomkit.encoders.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig, TorchPreprocess
+from venomkit.models.freeze import freeze
+from venomkit.models.resolve import is_location_spec, resolve_model
 
 RESNET_ARCHS: dict[str, tuple[type[nn.Module], list[int]]] = {
     "resnet18": (BasicBlock, [2, 2, 2, 2]),
@@ -183,15 +185,13 @@ class TorchvisionImageEncoder(ImageEncoder):
 
     @classmethod
     def from_spec(cls, spec: str, device: str | torch.device = "cpu") -> "TorchvisionImageEncoder":
-        """Load ``resnetXX``, ``resnetXX:WEIGHTS`` or a folder / ``zoo:NAME`` with config.json."""
-        folder: Path | None = None
-        if spec.startswith("zoo:"):
-            from venomkit.zoo import resolve
+        """Load ``resnetXX``, ``resnetXX:WEIGHTS`` or a folder / ``zoo:NAME`` with config.json.
 
-            folder = resolve(spec)
-        elif Path(spec).expanduser().is_dir():
-            folder = Path(spec).expanduser()
-        if folder is not None:
+        Folders and ``zoo:NAME`` are found by ``venomkit.models.resolve.resolve_model``; the
+        ``resnetXX`` forms are torchvision's own. Returns the encoder frozen, on ``device``.
+        """
+        if is_location_spec(spec):
+            folder = resolve_model(spec, what="CNN")
             config_path = folder / CONFIG_FILE
             if not config_path.is_file():
                 raise FileNotFoundError(f"CNN folder {str(folder)!r} has no {CONFIG_FILE}")
@@ -219,11 +219,7 @@ class TorchvisionImageEncoder(ImageEncoder):
                 )
                 config = ResNetConfig(architecture=arch)
                 model = build_resnet(config)
-        encoder = cls(model, config, spec).to(device)
-        encoder.eval()
-        for p in encoder.parameters():
-            p.requires_grad_(False)
-        return encoder
+        return freeze(cls(model, config, spec).to(device))
 
     def _trunk(self, images: torch.Tensor) -> torch.Tensor:
         m = self.model

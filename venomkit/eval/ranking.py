@@ -36,7 +36,8 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 import torch
-from tqdm.auto import tqdm
+
+from venomkit.progress import progress as progress_bar
 
 SparseLike = Any  # scipy sparse matrix, torch sparse (CSR/COO) tensor, or venomkit Interactions
 
@@ -166,8 +167,7 @@ class _RowGather:
 
 def _blocks(n: int, block_size: int, progress: bool, desc: str):
     starts = range(0, n, block_size)
-    # disable=None: the bar shows only on a terminal.
-    return tqdm(starts, desc=desc, disable=None, leave=False) if progress else starts
+    return progress_bar(starts, desc=desc, unit="block", enabled=progress, leave=False)
 
 
 # --------------------------------------------------------------------------------------------

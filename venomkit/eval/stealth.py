@@ -17,7 +17,8 @@ Image metrics take float tensors (N, C, H, W) in [0, 1] and return one value per
   backbone weights are given as a local file (no downloads).
 
 Text metrics: :func:`edit_ratio` (share of changed tokens: token-level Levenshtein distance
-over the longer length; words by default) and :func:`text_similarity` (text-encoder cosine).
+over the longer length; words by default; defined in :mod:`venomkit.eval.text_edits` with the
+other token-edit measures) and :func:`text_similarity` (text-encoder cosine).
 
 :func:`stealth_table` computes the image metrics on the *saved PNG files* of two folders with
 matching names, so anyone can recompute them; ``venomkit stealth CLEAN_DIR ADV_DIR`` prints
@@ -27,21 +28,22 @@ the table and writes it as CSV (:func:`add_stealth_arguments`, :func:`cli_stealt
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import math
 import sys
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from venomkit.data.catalog import load_image_file
+from venomkit.eval.text_edits import edit_ratio  # the stealth table's text metric; defined with the other token edits
+from venomkit.models.freeze import freeze, frozen_eval
+from venomkit.progress import progress as progress_bar
 
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5  # skimage's choice for gaussian_weights=True: an 11-tap window at sigma 1.5
@@ -247,7 +249,7 @@ def load_lpips(weights: str | Path, net: str = "alex") -> nn.Module:
     expected = sum(1 for m in layers.values() for _ in m.parameters(recurse=False))
     if loaded != expected:
         raise ValueError(f"LPIPS weights {path}: loaded {loaded} of the {expected} backbone tensors of net={net!r}")
-    model.eval()
+    freeze(model)
     _LPIPS_CACHE[key] = model
     return model
 
@@ -273,41 +275,6 @@ def lpips_distance(a: torch.Tensor, b: torch.Tensor, weights: str | Path | None,
 # --------------------------------------------------------------------------------------------
 
 
-def _tokens(text: str | Sequence, tokenizer: Callable[[str], Sequence] | None) -> list:
-    if isinstance(text, str):
-        return list(tokenizer(text)) if tokenizer is not None else text.split()
-    if isinstance(text, torch.Tensor):
-        return text.reshape(-1).tolist()
-    return list(text)
-
-
-def _levenshtein(a: Sequence, b: Sequence) -> int:
-    previous = list(range(len(b) + 1))
-    for i, token_a in enumerate(a, start=1):
-        current = [i] + [0] * len(b)
-        for j, token_b in enumerate(b, start=1):
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (token_a != token_b))
-        previous = current
-    return previous[-1]
-
-
-def edit_ratio(
-    tokens_a: str | Sequence, tokens_b: str | Sequence, tokenizer: Callable[[str], Sequence] | None = None
-) -> float:
-    """Share of changed tokens between two texts, in [0, 1].
-
-    = token-level Levenshtein distance (insert, delete, substitute, each cost 1) divided by
-    the longer token count; 0.0 for two empty texts. For a substitution-only attack with equal
-    lengths this is at most the share of substituted positions. Strings are split into words
-    on whitespace (case and punctuation count), or into tokens by ``tokenizer`` (a callable
-    str -> sequence, e.g. ``lambda s: hf_tokenizer.encode(s, add_special_tokens=False)``);
-    already tokenised sequences are compared as given.
-    """
-    a, b = _tokens(tokens_a, tokenizer), _tokens(tokens_b, tokenizer)
-    longest = max(len(a), len(b))
-    return 0.0 if longest == 0 else _levenshtein(a, b) / longest
-
-
 def text_similarity(text_encoder: nn.Module, a: Sequence[str], b: Sequence[str]) -> torch.Tensor:
     """Cosine similarity of text-encoder features of paired texts, (N,)."""
     if len(a) != len(b):
@@ -318,20 +285,6 @@ def text_similarity(text_encoder: nn.Module, a: Sequence[str], b: Sequence[str])
 # --------------------------------------------------------------------------------------------
 # Tables over two folders of saved PNGs
 # --------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _inference(*modules: nn.Module | None) -> Iterator[None]:
-    """no_grad and eval mode for the metric's encoders, restoring their modes afterwards."""
-    modes = [(m, m.training) for m in modules if m is not None]
-    for m, _ in modes:
-        m.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for m, training in modes:
-            m.train(training)
 
 
 def _png_files(folder: Path, suffix: str, role: str) -> dict[str, Path]:
@@ -435,8 +388,8 @@ def stealth_table(
             raise ValueError(f"texts: no description for {len(missing)} image(s): {', '.join(missing[:10])}")
     rows: list[dict] = []
     starts = range(0, len(pairs), batch_size)
-    bar = tqdm(starts, desc="stealth", disable=None if progress else True, leave=False)
-    with _inference(image_encoder, text_encoder):
+    bar = progress_bar(starts, desc="stealth", unit="batch", enabled=progress, leave=False)
+    with frozen_eval(image_encoder, text_encoder), torch.no_grad():
         for start in bar:
             chunk = pairs[start : start + batch_size]
             clean, adv = [], []

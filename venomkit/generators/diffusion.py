@@ -25,7 +25,6 @@ from the local Hugging Face cache (there is no network).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -33,37 +32,10 @@ from typing import Sequence
 import torch
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["DiffusionImg2Img", "Img2ImgOutput", "img2img_timesteps", "locate_sd_weights"]
+from venomkit.models.freeze import freeze
+from venomkit.models.resolve import resolve_model
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def locate_sd_weights(spec: str | Path) -> tuple[str, bool]:
-    """Where Stable Diffusion weights named by ``spec`` live.
-
-    ``spec`` is ``zoo:NAME`` (a folder of venomkit's zoo), a local folder (optionally written
-    ``local-dir:PATH``), or a hub id ``owner/name``. Returns ``(location, is_hub_id)``.
-    Raises FileNotFoundError (one sentence naming the spec) when nothing matches.
-    """
-    text = str(spec)
-    if text.startswith("zoo:"):
-        from venomkit.zoo import resolve  # lazy: the zoo package imports heavy builders
-
-        return str(resolve(text)), False
-    if text.startswith("local-dir:"):
-        text = text[len("local-dir:"):]
-        if not Path(text).is_dir():
-            raise FileNotFoundError(f"Stable Diffusion folder {text!r} does not exist.")
-        return text, False
-    if Path(text).is_dir():
-        return text, False
-    if _HUB_ID.match(text) and not Path(text).exists():
-        return text, True
-    raise FileNotFoundError(
-        f"Stable Diffusion weights {text!r} are neither a zoo name (zoo:NAME), an existing folder, "
-        "nor a hub id (owner/name)."
-    )
-
+__all__ = ["DiffusionImg2Img", "Img2ImgOutput", "img2img_timesteps"]
 
 def img2img_timesteps(scheduler, num_steps: int, strength: float) -> torch.Tensor:
     """The timesteps an img2img pass at ``strength`` runs, as diffusers' img2img pipeline does.
@@ -94,10 +66,14 @@ class Img2ImgOutput:
     timesteps: torch.Tensor
 
 
+NOT_CACHED_HINT = "download them where you have a network and pass the folder path instead (or use zoo:toyshop-sd)"
+"""What to pass instead of Stable Diffusion weights that are not on this machine."""
+
+
 class DiffusionImg2Img(torch.nn.Module):
     """A differentiable img2img pass over Stable Diffusion components.
 
-    All component parameters are frozen (``requires_grad_(False)``) and in eval mode:
+    All components are frozen (``venomkit.models.freeze.freeze``: eval mode, no parameter grad):
     gradients flow to the inputs (pixels, ``delta``, prompt embeddings), never to weights.
     Build with :meth:`from_pretrained` (``zoo:toyshop-sd``, a folder or a hub id) or
     directly from components.
@@ -112,8 +88,7 @@ class DiffusionImg2Img(torch.nn.Module):
         self.scheduler = scheduler
         self.source = source
         for module in (self.vae, self.unet, self.text_encoder):
-            module.requires_grad_(False)
-            module.eval()
+            freeze(module)
 
     # ----------------------------------------------------------------------------- loading
     @classmethod
@@ -127,33 +102,26 @@ class DiffusionImg2Img(torch.nn.Module):
         """Load the five components of a Stable Diffusion folder with diffusers/transformers.
 
         ``spec``: ``zoo:toyshop-sd``, a local folder in diffusers layout (``vae/``,
-        ``unet/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``), or a hub id read
-        from the local cache only. The scheduler is always DDIM (converted from the
-        folder's scheduler config, as diffusers' ``from_config`` does).
+        ``unet/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``; ``local-dir:PATH`` too),
+        or a hub id read from the local cache only (``venomkit.models.resolve.resolve_model``).
+        The scheduler is always DDIM (converted from the folder's scheduler config, as
+        diffusers' ``from_config`` does).
         """
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
 
-        location, is_hub = locate_sd_weights(spec)
-        kwargs = {"local_files_only": True} if is_hub else {}
+        location = str(resolve_model(spec, what="Stable Diffusion model", hint=NOT_CACHED_HINT))
         try:
-            vae = AutoencoderKL.from_pretrained(location, subfolder="vae", torch_dtype=dtype, **kwargs)
-            unet = UNet2DConditionModel.from_pretrained(location, subfolder="unet", torch_dtype=dtype, **kwargs)
-            text_encoder = CLIPTextModel.from_pretrained(
-                location, subfolder="text_encoder", torch_dtype=dtype, **kwargs
-            )
-            tokenizer = CLIPTokenizer.from_pretrained(location, subfolder="tokenizer", **kwargs)
-            scheduler = DDIMScheduler.from_pretrained(location, subfolder="scheduler", **kwargs)
+            vae = AutoencoderKL.from_pretrained(location, subfolder="vae", torch_dtype=dtype)
+            unet = UNet2DConditionModel.from_pretrained(location, subfolder="unet", torch_dtype=dtype)
+            text_encoder = CLIPTextModel.from_pretrained(location, subfolder="text_encoder", torch_dtype=dtype)
+            tokenizer = CLIPTokenizer.from_pretrained(location, subfolder="tokenizer")
+            scheduler = DDIMScheduler.from_pretrained(location, subfolder="scheduler")
         except (OSError, ValueError) as exc:
-            if is_hub:
-                raise FileNotFoundError(
-                    f"Stable Diffusion weights {location!r} are not in the local Hugging Face cache and "
-                    "there is no network: download them where you have one and pass the folder path "
-                    "instead (or use zoo:toyshop-sd)."
-                ) from exc
+            reason = " ".join(str(exc).split())
             raise FileNotFoundError(
-                f"{location!r} is not a complete Stable Diffusion folder (needs vae/, unet/, text_encoder/, "
-                f"tokenizer/ and scheduler/): {exc}"
+                f"{location!r} (from {str(spec)!r}) is not a complete Stable Diffusion folder (needs vae/, unet/, "
+                f"text_encoder/, tokenizer/ and scheduler/): {reason}"
             ) from exc
         model = cls(vae, unet, text_encoder, tokenizer, scheduler, source=str(spec))
         return model.to(device)

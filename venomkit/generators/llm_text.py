@@ -22,63 +22,17 @@ examples, the sample index and the seed -- never on which other texts share the 
 from __future__ import annotations
 
 import inspect
-import os
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+
+from venomkit.models.freeze import freeze
+from venomkit.models.resolve import load_pretrained
+from venomkit.progress import progress as progress_bar
 
 DEFAULT_LM = "zoo:toyshop-lm"
-
-
-def pretrained_source(name: str | Path) -> str:
-    """Where ``from_pretrained`` should read a model named ``name`` from.
-
-    ``zoo:NAME`` -> the zoo folder (``venomkit.zoo.resolve``); an existing folder -> itself;
-    anything else is a hub id, returned unchanged (load it with ``local_files_only=True``:
-    there is no network, see :func:`hub_not_cached_error`).
-    """
-    text = str(name)
-    if text.startswith("zoo:"):
-        from venomkit.zoo import resolve
-
-        return str(resolve(text))
-    if os.path.isdir(os.path.expanduser(text)):
-        return os.path.expanduser(text)
-    if text.startswith((".", "/", "~")) or text.count("/") > 1:
-        # Hub ids look like NAME or OWNER/NAME; anything else was meant as a path.
-        raise FileNotFoundError(f"model folder {text!r} does not exist")
-    return text
-
-
-def is_hub_id(name: str | Path) -> bool:
-    """True when ``name`` is neither ``zoo:NAME`` nor an existing folder."""
-    text = str(name)
-    return not text.startswith("zoo:") and not os.path.isdir(os.path.expanduser(text))
-
-
-def hub_not_cached_error(name: str) -> OSError:
-    """The one-sentence error for a hub id that is not in the local Hugging Face cache."""
-    return OSError(
-        f"model {name!r} is not a local folder and is not in the Hugging Face cache, and venomkit does "
-        f"not download weights: copy the model folder here and pass its path (or zoo:NAME for a zoo model)"
-    )
-
-
-def load_pretrained(loader, name: str | Path, **kwargs):
-    """``loader.from_pretrained`` for ``zoo:NAME``, a folder or a cached hub id (never the network)."""
-    source = pretrained_source(name)
-    hub = is_hub_id(name)
-    if hub:
-        kwargs.setdefault("local_files_only", True)
-    try:
-        return loader.from_pretrained(source, **kwargs)
-    except OSError as exc:
-        if hub:
-            raise hub_not_cached_error(str(name)) from exc
-        raise
 
 
 def build_rewrite_prompt(text: str, style_examples: Sequence[str] | None = None) -> str:
@@ -109,8 +63,9 @@ class LLMRewriter:
 
     Args:
         model: ``zoo:NAME`` (default ``zoo:toyshop-lm``), a transformers model folder, or a
-            cached hub id (e.g. ``Qwen/Qwen2.5-0.5B-Instruct``); all go through
-            ``AutoModelForCausalLM.from_pretrained``.
+            cached hub id (e.g. ``Qwen/Qwen2.5-0.5B-Instruct``), found by
+            ``venomkit.models.resolve.resolve_model``; all go through
+            ``AutoModelForCausalLM.from_pretrained``. The model is frozen.
         device: torch device for the model.
         dtype: weights dtype (float32 on CPU by default: half precision is slow there).
         max_new_tokens: longest rewrite, in tokens.
@@ -139,8 +94,8 @@ class LLMRewriter:
         self.spec = str(model)
         self.device = torch.device(device)
         dtype = dtype or (torch.float32 if self.device.type == "cpu" else torch.float16)
-        self.tokenizer = load_pretrained(AutoTokenizer, model)
-        self.model = load_pretrained(AutoModelForCausalLM, model, dtype=dtype).to(self.device).eval()
+        self.tokenizer = load_pretrained(AutoTokenizer, model, what="language model")
+        self.model = freeze(load_pretrained(AutoModelForCausalLM, model, what="language model", dtype=dtype).to(self.device))
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.top_k = top_k
@@ -181,7 +136,7 @@ class LLMRewriter:
         prompts = [build_rewrite_prompt(t, style_examples) for t in texts]
         rows = [(p, s) for p in prompts for s in range(n)]
         outputs: list[str] = []
-        for start in tqdm(range(0, len(rows), self.batch_size), desc="rewrite", disable=None, leave=False):
+        for start in progress_bar(range(0, len(rows), self.batch_size), desc="rewrite", unit="batch", leave=False):
             outputs.extend(self._sample_batch(rows[start : start + self.batch_size], temperature, seed))
         return [outputs[i * n : (i + 1) * n] for i in range(len(texts))]
 

@@ -7,7 +7,7 @@ UAT-MC (``feature_adversary``), checkpoints without pickle (``checkpoint``) and
 """
 
 from venomkit.victims.amr import AMR, AMRConfig
-from venomkit.victims.base import MODALITIES, Victim, VictimConfig
+from venomkit.victims.base import MODALITIES, Victim, VictimConfig, bpr_loss
 from venomkit.victims.checkpoint import VICTIMS, load_victim, register_victim, save_victim
 from venomkit.victims.feature_adversary import (
     FeatureAdversaryConfig,
@@ -18,7 +18,7 @@ from venomkit.victims.feature_adversary import (
 from venomkit.victims.lightgcn import LightGCN, LightGCNConfig
 from venomkit.victims.mmgcn import MMGCN, MMGCNConfig
 from venomkit.victims.pipeline import train_victim
-from venomkit.victims.training import TrainResult, bpr_loss, evaluate_victim, train_bpr
+from venomkit.victims.training import TrainResult, evaluate_victim, train_bpr
 from venomkit.victims.vbpr import VBPR, VBPRConfig
 
 __all__ = [

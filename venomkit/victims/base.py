@@ -27,9 +27,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from venomkit.encoders.base import ImageEncoder, TextEncoder
+from venomkit.models.freeze import freeze
 
 Features = Mapping[str, torch.Tensor]
 
@@ -230,8 +232,6 @@ class Victim(nn.Module, ABC):
 
     def training_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         """The loss ``train_bpr`` minimises when no ``batch_loss`` is given (plain BPR here)."""
-        from venomkit.victims.training import bpr_loss
-
         return bpr_loss(self, users, pos, neg)
 
     def feature_projections(self) -> dict[str, torch.Tensor] | None:
@@ -276,9 +276,7 @@ class Victim(nn.Module, ABC):
                     f"{attr} {getattr(enc, 'spec', '?')!r} gives {getattr(enc, 'output_dim', '?')}-d features; "
                     f"this {self.kind} was built for {expected}-d {modality} features"
                 )
-            enc.requires_grad_(False)
-            enc.eval()
-            setattr(self, attr, enc.to(self.device))
+            setattr(self, attr, freeze(enc).to(self.device))
             spec_field = attr
             if getattr(self.config, spec_field) is None and getattr(enc, "spec", None):
                 setattr(self.config, spec_field, enc.spec)
@@ -350,6 +348,39 @@ class Victim(nn.Module, ABC):
 
     def _prepare_load(self, state_dict: Mapping[str, Any]) -> None:
         """Hook for victims whose buffer shapes depend on the data (graph edges)."""
+
+
+def bpr_from_embeddings(
+    user_emb: torch.Tensor, item_emb: torch.Tensor, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
+) -> torch.Tensor:
+    """Mean BPR loss ``-log sigmoid(s(u, i) - s(u, j))`` over the batch (a scalar >= 0).
+
+    ``user_emb`` (U, d) and ``item_emb`` (I, d) score by dot products; ``users``, ``pos``,
+    ``neg`` are the batch's LongTensors (B,). Rendle et al., UAI 2009.
+    """
+    u = user_emb[users]
+    diff = (u * item_emb[pos]).sum(1) - (u * item_emb[neg]).sum(1)
+    return -F.logsigmoid(diff).mean()
+
+
+def bpr_loss(
+    victim: Victim,
+    users: torch.Tensor,
+    pos: torch.Tensor,
+    neg: torch.Tensor,
+    features: Features | None = None,
+    reg: bool = True,
+) -> torch.Tensor:
+    """BPR loss of a batch (users, pos, neg: LongTensors (B,)) under ``features``; a scalar.
+
+    ``features`` (``{m: (I, D_m)}``) replaces the clean feature tables (default: clean);
+    ``reg`` adds the victim's L2 term ``victim.reg_loss``.
+    """
+    user_emb, item_emb = victim(features)
+    loss = bpr_from_embeddings(user_emb, item_emb, users, pos, neg)
+    if reg:
+        loss = loss + victim.reg_loss(users, pos, neg, user_emb, item_emb)
+    return loss
 
 
 def _is_encoder_key(name: str) -> bool:

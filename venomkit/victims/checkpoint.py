@@ -23,6 +23,7 @@ import torch
 
 import venomkit
 from venomkit.encoders.base import ImageEncoder, TextEncoder
+from venomkit.encoders.loading import load_content_encoders
 from venomkit.victims.amr import AMR
 from venomkit.victims.base import Victim
 from venomkit.victims.lightgcn import LightGCN
@@ -152,8 +153,6 @@ def load_victim(
         raise CheckpointError(f"{weights}: does not match {CONFIG_FILE} ({exc})") from None
     victim.to(device)
     if load_encoders:
-        from venomkit.victims.pipeline import load_content_encoders
-
         want_image = image_encoder is None and "visual" in victim.modalities and config.image_encoder is not None
         want_text = text_encoder is None and "text" in victim.modalities and config.text_encoder is not None
         loaded_image, loaded_text = load_content_encoders(

@@ -32,8 +32,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 
 import torch
 
-from venomkit.victims.base import MODALITIES, Victim, _check_float, _check_int
-from venomkit.victims.training import bpr_from_embeddings, bpr_loss
+from venomkit.victims.base import MODALITIES, Victim, _check_float, _check_int, bpr_from_embeddings, bpr_loss
 
 LossFn = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from venomkit.encoders.preprocess import PreprocessConfig, TorchPreprocess
+from venomkit.models.resolve import load_pretrained
 
 DEFAULT_VLM = "zoo:toyshop-vlm"
 YES, NO = " yes", " no"
@@ -160,10 +161,9 @@ class MLLMRanker(nn.Module):
         """
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from venomkit.generators.llm_text import load_pretrained
-
-        processor = load_pretrained(AutoProcessor, name)
-        model = load_pretrained(AutoModelForImageTextToText, name, dtype=dtype, attn_implementation=attn_implementation)
+        what = "vision-language model"
+        processor = load_pretrained(AutoProcessor, name, what=what)
+        model = load_pretrained(AutoModelForImageTextToText, name, what=what, dtype=dtype, attn_implementation=attn_implementation)
         model = model.to(device).eval()
         return cls(model, processor, spec=str(name), max_history=max_history)
 

@@ -15,13 +15,20 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from venomkit.data import loaders
+from venomkit.encoders import features as feature_module
 from venomkit.encoders.base import ImageEncoder, TextEncoder
+from venomkit.encoders.loading import load_content_encoders, resolve_device
 from venomkit.victims.base import Victim
+from venomkit.victims.checkpoint import save_victim, victim_class
+from venomkit.victims.graph import GraphMixin
+from venomkit.victims.training import evaluate_embeddings, evaluate_victim, train_bpr
 
 DEFAULT_ENCODER = "zoo:toyshop-clip"
 """Default image and text encoder of content victims (built by ``venomkit zoo build``)."""
@@ -34,46 +41,6 @@ embeddings sit on a popularity plateau for many epochs at 1e-3 with batches of 2
 enough for early stopping to end the run there (measured on toyshop); 1e-2 leaves it."""
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"``/None -> cuda when available, else cpu; anything else as given."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _load_encoder(spec: str | ImageEncoder | TextEncoder | None, modality: str, device: torch.device) -> Any:
-    if spec is None or isinstance(spec, (ImageEncoder, TextEncoder)):
-        return spec
-    from venomkit.encoders import loading
-
-    try:
-        return loading.load_image_encoder(spec, device) if modality == "visual" else loading.load_text_encoder(spec, device)
-    except FileNotFoundError as exc:
-        flag = "--image-encoder" if modality == "visual" else "--text-encoder"
-        raise FileNotFoundError(f"{exc} (choose another {modality} encoder explicitly with {flag} SPEC)") from None
-
-
-def load_content_encoders(
-    image_spec: str | ImageEncoder | None, text_spec: str | TextEncoder | None, device: str | torch.device = "cpu"
-) -> tuple[ImageEncoder | None, TextEncoder | None]:
-    """Load the image and text encoders (specs or ready objects; None skips a modality).
-
-    One open_clip spec for both loads the model once. A missing model (e.g. the zoo not
-    built yet) raises FileNotFoundError saying which flag chooses another: there is no
-    silent fallback to a different encoder.
-    """
-    device = resolve_device(device)
-    if isinstance(image_spec, str) and image_spec == text_spec:
-        from venomkit.encoders import loading
-
-        try:
-            if loading.detect_family(image_spec) == "open_clip":
-                return loading.load_encoders(image_spec, device)
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(f"{exc} (choose other encoders explicitly with --image-encoder/--text-encoder SPEC)") from None
-    return _load_encoder(image_spec, "visual", device), _load_encoder(text_spec, "text", device)
-
-
 def extract_catalog_features(
     encoder: ImageEncoder | TextEncoder,
     catalog: Any,
@@ -83,17 +50,12 @@ def extract_catalog_features(
     progress: bool | None = None,
 ) -> torch.Tensor:
     """(I, D) clean features of every catalog item through ``encoder`` (no grad, float32, CPU)."""
-    from venomkit.encoders import features as feature_module
-
     extract = feature_module.extract_image_features if modality == "visual" else feature_module.extract_text_features
     return extract(encoder, catalog, batch_size=batch_size, cache_dir=cache_dir, progress=progress).float()
 
 
 def build_victim(kind: str, n_users: int, n_items: int, train: Any = None, **config: Any) -> Victim:
     """A fresh victim of ``kind`` with ``config`` fields; graph victims get the ``train`` graph."""
-    from venomkit.victims.checkpoint import victim_class
-    from venomkit.victims.graph import GraphMixin
-
     cls = victim_class(kind)
     cfg = cls.config_class(n_users=n_users, n_items=n_items, **config)
     if issubclass(cls, GraphMixin):
@@ -105,8 +67,6 @@ def build_victim(kind: str, n_users: int, n_items: int, train: Any = None, **con
 
 def popularity_metrics(split: Any, ks: tuple[int, ...] = (10, 20, 50), cold_max_interactions: int = 5) -> dict[str, Any]:
     """The same test figures as ``evaluate_victim`` for the most-popular-items baseline."""
-    from venomkit.victims.training import evaluate_embeddings
-
     pop = torch.from_numpy(split.train.popularity().astype(np.float32))
     user_emb = torch.ones(split.train.n_users, 1)
     return evaluate_embeddings(user_emb, pop.unsqueeze(1), split, ks=ks, cold_max_interactions=cold_max_interactions)
@@ -152,8 +112,6 @@ def train_victim(
         at most ``cold_max_interactions`` training interactions), ``popularity`` baseline,
         ``train`` (the ``TrainResult``), and the set-up.
     """
-    from venomkit.victims.training import evaluate_victim, train_bpr
-
     if kind not in KINDS:
         raise ValueError(f"unknown victim kind {kind!r}; expected one of {KINDS}")
     device = resolve_device(device)
@@ -229,6 +187,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--image-encoder", default=DEFAULT_ENCODER, help=f"image encoder spec, or 'none' (default {DEFAULT_ENCODER})")
     parser.add_argument("--text-encoder", default=DEFAULT_ENCODER, help=f"text encoder spec, or 'none' (default {DEFAULT_ENCODER})")
     parser.add_argument("--split", choices=("ratio", "loo"), default=None, help="re-split the data (default: the dataset's own split)")
+    parser.add_argument(
+        "--missing-images", choices=loaders.MISSING_IMAGE_POLICIES, default=None,
+        help="items whose image file is missing or unreadable: placeholder (grey image, a counted warning; the default), "
+             "drop (the item and its interactions), error (stop); dataset folders only",
+    )  # fmt: skip
+    parser.add_argument(
+        "--empty-texts", choices=loaders.EMPTY_TEXT_POLICIES + ("title",), default=None,
+        help="items with an empty text: error (the default for atomic folders), keep, drop, or title "
+             "(the ML-100K posters folder's default: the movie title); dataset folders only",
+    )  # fmt: skip
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3; lightgcn 1e-2)")
     parser.add_argument("--batch-size", type=int, default=2048)
@@ -276,17 +244,25 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return config
 
 
+def _data_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``load_dataset`` keywords from the data flags that were given (the loader's defaults otherwise)."""
+    options: dict[str, Any] = {"split": args.split} if args.split else {}
+    policies = {"missing_images": args.missing_images, "empty_texts": args.empty_texts}
+    given = {name: value for name, value in policies.items() if value is not None}
+    if given and str(args.data).split(":", 1)[0] == "toyshop" and not Path(args.data).exists():
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise ValueError(f"{flags}: apply to dataset folders, not to --data {args.data} (toyshop has no image files or empty texts)")
+    return {**options, **given}
+
+
 def _encoder_arg(value: str | None) -> str | None:
     return None if value is None or value.lower() == "none" else value
 
 
 def cli_train(args: argparse.Namespace) -> int:
     """``venomkit train``: train, evaluate, write the checkpoint folder and metrics.json."""
-    from venomkit.data.loaders import load_dataset
-    from venomkit.victims.checkpoint import save_victim
-
     config = _config_from_args(args)  # flag errors before the data loads
-    dataset = load_dataset(args.data, split=args.split) if args.split else load_dataset(args.data)
+    dataset = loaders.load_dataset(args.data, **_data_options(args))
     image_encoder, text_encoder = _encoder_arg(args.image_encoder), _encoder_arg(args.text_encoder)
     victim, metrics = train_victim(
         args.victim,

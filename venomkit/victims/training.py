@@ -17,6 +17,9 @@ The hooks:
   (``loss``, ``seconds``, and validation metrics when evaluated); return ``True`` to stop.
 * Training starts from the victim's current parameters: hand in a loaded checkpoint to
   fine-tune it (UAT-MC starts from a normally trained model).
+
+The BPR loss itself (``bpr_loss``, ``bpr_from_embeddings``) lives next to ``Victim`` in
+``venomkit.victims.base`` (``Victim.training_loss`` uses it) and is importable from here too.
 """
 
 from __future__ import annotations
@@ -29,42 +32,17 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from venomkit.victims.base import Features, Victim
+from venomkit.progress import progress as progress_bar
+from venomkit.victims.base import Victim, bpr_from_embeddings, bpr_loss
 
 BatchLoss = Callable[[Victim, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 EpochHook = Callable[[Victim, int, dict], Any]
 
-
-def bpr_from_embeddings(
-    user_emb: torch.Tensor, item_emb: torch.Tensor, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
-) -> torch.Tensor:
-    """Mean BPR loss ``-log sigmoid(s(u, i) - s(u, j))`` over the batch, scores as dot products."""
-    u = user_emb[users]
-    diff = (u * item_emb[pos]).sum(1) - (u * item_emb[neg]).sum(1)
-    return -F.logsigmoid(diff).mean()
-
-
-def bpr_loss(
-    victim: Victim,
-    users: torch.Tensor,
-    pos: torch.Tensor,
-    neg: torch.Tensor,
-    features: Features | None = None,
-    reg: bool = True,
-) -> torch.Tensor:
-    """BPR loss of a batch (users, pos, neg: LongTensors (B,)) under ``features``.
-
-    ``features`` (``{m: (I, D_m)}``) replaces the clean feature tables (default: clean);
-    ``reg`` adds the victim's L2 term ``victim.reg_loss``.
-    """
-    user_emb, item_emb = victim(features)
-    loss = bpr_from_embeddings(user_emb, item_emb, users, pos, neg)
-    if reg:
-        loss = loss + victim.reg_loss(users, pos, neg, user_emb, item_emb)
-    return loss
+__all__ = [
+    "BatchLoss", "EpochHook", "NegativeSampler", "TrainResult", "bpr_batches", "bpr_from_embeddings", "bpr_loss",
+    "evaluate_embeddings", "evaluate_victim", "train_bpr", "validation_metrics",
+]
 
 
 class NegativeSampler:
@@ -187,7 +165,8 @@ def train_bpr(
         batch_loss: replaces ``victim.training_loss`` (see the module docstring).
         on_epoch_end: hook called after each epoch; returning True stops training.
         select_metric: validation metric to maximise (a key of ``ranking_metrics``).
-        progress: tqdm bar over epochs (shown on a terminal only).
+        progress: progress over epochs (``venomkit.progress``: a bar on a terminal, log lines
+            every few seconds otherwise; silenced by ``set_quiet``).
 
     Returns:
         A ``TrainResult``; the victim holds the best state, in eval mode.
@@ -226,7 +205,7 @@ def train_bpr(
     history: list[dict] = []
     stopped = False
     t_start = time.perf_counter()
-    bar = tqdm(range(1, epochs + 1), desc=f"train {victim.kind}", disable=None if progress else True)
+    bar = progress_bar(range(1, epochs + 1), desc=f"train {victim.kind}", unit="epoch", enabled=progress)
     for epoch in bar:
         victim.train()
         t0 = time.perf_counter()
@@ -257,8 +236,7 @@ def train_bpr(
             if patience and bad_evals >= patience:
                 stopped = True
         history.append(record)
-        if progress:
-            bar.set_postfix(loss=f"{record['loss']:.4f}", **({select_metric: f"{best_score:.4f}"} if has_valid else {}))
+        bar.set_postfix(loss=f"{record['loss']:.4f}", **({select_metric: f"{best_score:.4f}"} if has_valid else {}))
         if on_epoch_end is not None and on_epoch_end(victim, epoch, record) is True:
             stopped = True
         if stopped:
@@ -333,18 +311,3 @@ def evaluate_embeddings(
     if cold_test.nnz:
         out["cold"] = ranking_metrics(user_emb, item_emb, seen, cold_test, ks=ks, block_size=block_size)
     return out
-
-
-# ``venomkit train`` lives in pipeline.py; these names are what the CLI table points at.
-def add_train_arguments(parser: Any) -> Any:
-    """Arguments of ``venomkit train`` (see ``venomkit.victims.pipeline``)."""
-    from venomkit.victims.pipeline import add_train_arguments as add
-
-    return add(parser)
-
-
-def cli_train(args: Any) -> int:
-    """``venomkit train`` (see ``venomkit.victims.pipeline.cli_train``)."""
-    from venomkit.victims.pipeline import cli_train as run
-
-    return run(args)

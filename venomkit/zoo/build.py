@@ -26,15 +26,17 @@ import fnmatch
 import hashlib
 import importlib
 import json
+import logging
 import os
 import re
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
 from venomkit.zoo import ZOO_ENV, ZOO_MODELS, available, zoo_root
+
+LOGGER = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 FAMILIES = tuple(dict.fromkeys(ZOO_MODELS.values()))
@@ -211,7 +213,7 @@ def _build_families(families, root: Path, dataset, data: str, model_prefix: str,
         if partial.exists():
             shutil.rmtree(partial)
         started = time.time()
-        print(f"[zoo] building {name} ({'fast' if fast else 'full'}, seed {seed}, data {data})", file=sys.stderr, flush=True)
+        LOGGER.info("zoo: building %s (%s, seed %s, data %s)", name, "fast" if fast else "full", seed, data)
         figures = dict(module.build(partial, dataset, fast=fast, seed=seed) or {})
         patterns = figures.pop("float16", None)
         converted = convert_to_float16(partial, patterns) if patterns else []
@@ -236,7 +238,7 @@ def _build_families(families, root: Path, dataset, data: str, model_prefix: str,
             "versions": {"venomkit": venomkit.__version__, "torch": torch.__version__},
         }
         manifest = update_manifest(root, name, entry)
-        print(f"[zoo] {name}: {manifest['models'][name]['bytes'] / 1e6:.2f} MB in {seconds:.0f} s", file=sys.stderr, flush=True)
+        LOGGER.info("zoo: %s: %.2f MB in %.0f s", name, manifest["models"][name]["bytes"] / 1e6, seconds)
     return manifest
 
 

@@ -42,9 +42,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from venomkit.data.catalog import Catalog
+from venomkit.models.freeze import freeze
+from venomkit.progress import progress as progress_bar
 
 WEIGHTS_FILE = "open_clip_model.safetensors"
 CONFIG_FILE = "open_clip_config.json"
@@ -246,7 +247,7 @@ def train_clip(
     model.train()
     for p in model.parameters():
         p.requires_grad_(True)
-    for step in tqdm(range(cfg.steps), desc="toyshop-clip", disable=None, leave=False):
+    for step in progress_bar(range(cfg.steps), desc="toyshop-clip", unit="step", leave=False):
         if cursor + batch > n:
             order, cursor = rng.permutation(n), 0
         idx = order[cursor : cursor + batch]
@@ -272,9 +273,7 @@ def train_clip(
         losses.append(float(loss.detach()))
         if on_step is not None:
             on_step(step, model)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    freeze(model)
     return losses
 
 

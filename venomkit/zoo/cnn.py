@@ -28,9 +28,10 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from venomkit.data.catalog import Catalog
+from venomkit.models.freeze import freeze
+from venomkit.progress import progress as progress_bar
 
 #: Stage widths and stem of toyshop-cnn (torchvision resnet18 uses 64/128/256/512 and 64).
 WIDTHS = [16, 32, 64, 128]
@@ -108,7 +109,7 @@ def train_cnn(encoder, images: torch.Tensor, labels: torch.Tensor, heads: dict[s
     order, cursor = rng.permutation(n), 0
     losses = []
     encoder.train()
-    for step in tqdm(range(cfg.steps), desc="toyshop-cnn", disable=None, leave=False):
+    for step in progress_bar(range(cfg.steps), desc="toyshop-cnn", unit="step", leave=False):
         if cursor + batch > n:
             order, cursor = rng.permutation(n), 0
         idx = torch.from_numpy(order[cursor : cursor + batch])
@@ -122,9 +123,7 @@ def train_cnn(encoder, images: torch.Tensor, labels: torch.Tensor, heads: dict[s
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
-    encoder.eval()
-    for p in params:
-        p.requires_grad_(False)
+    freeze(encoder)
     return losses
 
 

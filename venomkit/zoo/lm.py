@@ -33,12 +33,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from venomkit.generators.llm_text import build_rewrite_prompt
-
-_ATTRS = ("category", "colour", "pattern", "material", "brand")
-
+from venomkit.progress import progress as progress_bar
+from venomkit.zoo.item_descriptions import describe_item, item_attributes
 
 @dataclass
 class LMTrainConfig:
@@ -77,25 +75,6 @@ class LMTrainConfig:
     def fast(cls) -> LMTrainConfig:
         """Minutes -> seconds: the same pipeline, undertrained (for tests and ``--fast``)."""
         return cls(hidden_size=64, num_layers=2, intermediate_size=128, steps=40, batch_size=8, warmup=5, eval_items=6, eval_samples=1)
-
-
-def item_attributes(dataset) -> list[dict[str, str]]:
-    """Per item, the toyshop attributes ``describe`` needs (ValueError when the catalog lacks them)."""
-    attrs = dataset.catalog.attributes
-    missing = [k for k in _ATTRS if k not in attrs]
-    if missing:
-        raise ValueError(
-            f"toyshop-lm trains on toyshop's description generator; dataset {dataset.name!r} lacks the "
-            f"attributes {missing} (build it on toyshop data)"
-        )
-    return [{k: str(attrs[k][i]) for k in _ATTRS} for i in range(dataset.n_items)]
-
-
-def describe_item(a: dict[str, str], rng: np.random.Generator) -> str:
-    """One toyshop description of an item with attributes ``a`` (template choices from ``rng``)."""
-    from venomkit.data.toyshop import describe
-
-    return describe(a["category"], a["colour"], a["pattern"], a["material"], brand=a["brand"], rng=rng)
 
 
 def rewrite_example(
@@ -183,7 +162,7 @@ def train_lm(model, tokenizer, items: Sequence[dict[str, str]], cfg: LMTrainConf
     model.train()
     losses: list[float] = []
     queue: list = []
-    bar = tqdm(range(cfg.steps), desc="toyshop-lm", disable=None)
+    bar = progress_bar(range(cfg.steps), desc="toyshop-lm", unit="step")
     for step in bar:
         if not queue:
             queue = _length_bucketed_batches(tokenizer, items, cfg, rng, n_batches=8)

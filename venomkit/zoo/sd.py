@@ -43,7 +43,9 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+
+from venomkit.models.freeze import freeze
+from venomkit.progress import progress as progress_bar
 
 __all__ = [
     "FAST_TRAINING",
@@ -461,7 +463,7 @@ def train_vae(vae, images: torch.Tensor, training: SDTraining, seed: int) -> lis
     opt = torch.optim.AdamW(vae.parameters(), lr=training.vae_lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine_lr(s, training.vae_steps, max(1, training.vae_steps // 20)))
     losses = []
-    for _ in tqdm(range(training.vae_steps), desc="toyshop-sd vae", disable=None, leave=False):
+    for _ in progress_bar(range(training.vae_steps), desc="toyshop-sd vae", unit="step", leave=False):
         idx = torch.randint(len(images), (training.vae_batch,), generator=gen)
         x = images[idx].float().div_(255.0)
         flip = torch.rand(len(idx), generator=gen) < 0.5
@@ -503,14 +505,12 @@ def finetune_decoder(vae, images: torch.Tensor, perceptual: torch.nn.Module, tra
     from venomkit.eval.stealth import ssim
 
     gen = torch.Generator().manual_seed(seed)
-    perceptual.eval()
-    for p in perceptual.parameters():
-        p.requires_grad_(False)
+    freeze(perceptual)
     params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
     opt = torch.optim.AdamW(params, lr=training.decoder_lr, weight_decay=0.0)
     losses = []
     vae.train()
-    for _ in tqdm(range(training.decoder_steps), desc="toyshop-sd decoder", disable=None, leave=False):
+    for _ in progress_bar(range(training.decoder_steps), desc="toyshop-sd decoder", unit="step", leave=False):
         idx = torch.randint(len(images), (training.vae_batch,), generator=gen)
         x = images[idx].float().div_(255.0)
         with torch.no_grad():
@@ -566,7 +566,7 @@ def train_unet(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine_lr(s, training.unet_steps, max(1, training.unet_steps // 20)))
     losses = []
     b = training.unet_batch
-    for _ in tqdm(range(training.unet_steps), desc="toyshop-sd unet", disable=None, leave=False):
+    for _ in progress_bar(range(training.unet_steps), desc="toyshop-sd unet", unit="step", leave=False):
         idx = torch.randint(len(latents), (b,), generator=gen)
         z0 = latents[idx]
         choice = torch.rand(b, generator=gen)

@@ -139,7 +139,7 @@ def zoo_corpus(dataset, n_renderings: int = 4, seed: int = 0) -> list[str]:
 
     from venomkit.generators.llm_text import build_rewrite_prompt
     from venomkit.victims.mllm_ranker import NO, YES, build_ranking_prompt
-    from venomkit.zoo.lm import describe_item, item_attributes
+    from venomkit.zoo.item_descriptions import describe_item, item_attributes
 
     texts = list(dataset.catalog.texts)
     titles = [str(t) for t in dataset.catalog.attributes.get("title", [])]

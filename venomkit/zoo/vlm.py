@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from venomkit.progress import progress as progress_bar
 from venomkit.victims.mllm_ranker import MLLMRanker
 
 
@@ -208,7 +208,7 @@ def pretrain_captions(ranker: MLLMRanker, dataset, cfg: VLMTrainConfig, seed: in
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))
     model.train()
     losses: list[float] = []
-    bar = tqdm(range(cfg.caption_steps), desc="toyshop-vlm captions", disable=None)
+    bar = progress_bar(range(cfg.caption_steps), desc="toyshop-vlm captions", unit="step")
     for step in bar:
         index = rng.integers(dataset.n_items, size=cfg.caption_batch_size)
         width = len(prompt_ids) + max(len(answers[i]) for i in index)
@@ -256,7 +256,7 @@ def train_vlm(ranker: MLLMRanker, dataset, cfg: VLMTrainConfig, seed: int) -> li
     yes_no = torch.tensor([ranker.yes_id, ranker.no_id])
     model.train()
     losses = []
-    bar = tqdm(range(cfg.steps), desc="toyshop-vlm", disable=None)
+    bar = progress_bar(range(cfg.steps), desc="toyshop-vlm", unit="step")
     for step in bar:
         histories, candidates, cand_texts = [], [], []
         for u in rng.choice(users, size=cfg.batch_size):
@@ -338,7 +338,7 @@ def evaluate_ranker(
     pop = dataset.split.train.popularity().astype(np.float64)
     hist_rng = np.random.default_rng(seed + 1)
     ranks, pop_ranks = [], []
-    for u, positive, negatives in tqdm(lists, desc="rank eval", disable=None, leave=False):
+    for u, positive, negatives in progress_bar(lists, desc="rank eval", unit="user", leave=False):
         items = np.concatenate([[positive], negatives])
         train_items = dataset.split.train.items_of(u)
         history = [titles[i] for i in _history(hist_rng, train_items, -1, ranker.max_history)]

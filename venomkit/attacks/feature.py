@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
+from venomkit.progress import progress as progress_bar
 from venomkit.victims.base import MODALITIES, Victim
 
 
@@ -118,15 +119,13 @@ def target_figures(victim: Victim, target: int, train: Any, rows: dict[str, torc
 
 def run_feature_attack(victim: Victim, targets: Sequence[int], train: Any, config: FeatureAttackConfig, progress: bool = True) -> list[dict[str, Any]]:
     """Attack each target; one row per target with hr@K before/after, ranks, RI@50 and the row shifts."""
-    from tqdm.auto import tqdm
-
     from venomkit.eval.ranking import relative_improvement
 
     was_training = victim.training
     victim.eval()
     rows_out = []
     try:
-        for t in tqdm(list(targets), desc=f"feature attack steps={config.steps}", disable=None if progress else True):
+        for t in progress_bar(list(targets), desc=f"feature attack steps={config.steps}", unit="target", enabled=progress):
             before = target_figures(victim, t, train)
             adv = feature_attack_one(victim, t, train, config)
             after = target_figures(victim, t, train, adv)
@@ -142,6 +141,61 @@ def run_feature_attack(victim: Victim, targets: Sequence[int], train: Any, confi
     finally:
         victim.train(was_training)
     return rows_out
+
+
+@dataclass
+class FeaturePGDConfig(FeatureAttackConfig):
+    """Feature-space PGD: :class:`FeatureAttackConfig` with 10 steps."""
+
+    steps: int = 10
+
+
+class FeatureAttack:
+    """The feature-space attack as a run-engine attack: it perturbs the targets' feature ROWS.
+
+    It changes no content (``perturbs = ("features",)``): the engine measures the returned rows
+    directly, with the same collectors as the raw-content attacks. Targets are attacked one
+    at a time (see the module docstring).
+    """
+
+    name: ClassVar[str] = "feature_fgsm"
+    config_class: ClassVar[type] = FeatureAttackConfig
+    perturbs: ClassVar[tuple[str, ...]] = ("features",)
+
+    def __init__(self, config: FeatureAttackConfig | None = None) -> None:
+        config = config if config is not None else self.config_class()
+        if not isinstance(config, FeatureAttackConfig):
+            raise ValueError(f"config must be a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+
+    @classmethod
+    def from_config(cls, config: FeatureAttackConfig, *, surrogate: Any = None, device: str = "cpu") -> "FeatureAttack":
+        if surrogate is not None:
+            raise ValueError(f"{cls.name} perturbs feature rows: a surrogate image encoder does not apply")
+        return cls(config)
+
+    def attack_rows(self, victim: Victim, item_index: torch.Tensor, train: Any) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Adversarial rows ``{m: (B, D_m)}`` of targets ``item_index`` (B,) and diagnostics ``{name: (B,)}``."""
+        from venomkit.models.freeze import frozen_eval
+
+        rows: list[dict[str, torch.Tensor]] = []
+        with frozen_eval(victim):
+            for t in item_index.tolist():
+                rows.append(feature_attack_one(victim, int(t), train, self.config))
+        return {m: torch.cat([r[m] for r in rows]) for m in rows[0]}, {}
+
+
+class FeatureFGSM(FeatureAttack):
+    """Feature-space FGSM (one FGM step), the UAT-MC paper's Table 2 attack."""
+
+    name: ClassVar[str] = "feature_fgsm"
+
+
+class FeaturePGD(FeatureAttack):
+    """Feature-space PGD (10 steps by default), the UAT-MC paper's Table 2 attack."""
+
+    name: ClassVar[str] = "feature_pgd"
+    config_class: ClassVar[type] = FeaturePGDConfig
 
 
 def config_dict(config: FeatureAttackConfig) -> dict[str, Any]:
