@@ -169,10 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_command_line(parser, argv[1:])
         quiet = bool(getattr(args, "quiet", False))
         configure_logging(quiet)
-        if quiet:
-            from venomkit.progress import set_quiet
+        from venomkit.progress import set_quiet
 
-            set_quiet(True)
+        set_quiet(quiet)
         return int(args._run(args) or 0)
     except CommandLineError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -83,3 +83,21 @@ def test_resume_and_refusal_with_objects(tiny, tmp_path):
         other.item_bias.add_(1.0)
     with pytest.raises(RunFolderError, match=r"given\.victim"):
         run_attack("pgd", other.eval(), dataset, tmp_path, overrides=["steps=2"], targets=TARGETS, progress=False)
+
+
+def test_targets_without_an_image_are_never_attacked(tiny, tmp_path):
+    import dataclasses
+
+    dataset, victim = tiny
+    images = list(dataset.catalog.images)
+    images[29] = None  # a cold item whose photo is missing (a loader's placeholder policy)
+    catalog = dataclasses.replace(dataset.catalog, images=images)
+    shop = dataclasses.replace(dataset, catalog=catalog, split=dataset.split)
+    with pytest.raises(ValueError, match="item 'it29' has no readable image"):
+        run_attack("fgsm", victim, shop, tmp_path / "a", targets=[27, 29], progress=False)
+    cold = [i for i, n in enumerate(shop.split.train.popularity()) if n <= 3]
+    assert 29 in cold  # it would be a candidate, but it has no photo
+    summary = run_attack("fgsm", victim, shop, tmp_path / "b", n_targets=len(cold) - 1, max_interactions=3, progress=False)
+    assert sorted(summary["targets"]) == sorted(f"it{i}" for i in cold if i != 29)
+    with pytest.raises(ValueError, match="and an image"):
+        run_attack("fgsm", victim, shop, tmp_path / "c", n_targets=len(cold), max_interactions=3, progress=False)

@@ -136,3 +136,10 @@ def test_resolve_single_attack_and_defense():
     assert (mc.method, mc.config.eps, mc.config.lambda_align) == ("uat_mc", 0.1, 4.0)
     with pytest.raises(RecipeError, match="unknown key 'epsilon'"):
         resolve_defense("uat_mc", ["epsilon=0.1"])
+
+
+def test_whole_sections_are_replaced_before_keys_inside_them():
+    for order in (["defenses.uat_mc.config.lambda_align=10", "defenses=defenses/uat_mc.yaml"],
+                  ["defenses=defenses/uat_mc.yaml", "defenses.uat_mc.config.lambda_align=10"]):
+        run = load_run(REPO / "defenses" / "judge.yaml", order)
+        assert [(d.method, d.config.lambda_align) for d in run.defenses] == [("uat_mc", 10.0)]

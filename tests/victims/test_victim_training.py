@@ -118,3 +118,32 @@ def test_training_logs_its_epochs_when_output_is_not_a_terminal(tiny_dataset, ca
     progress_module.set_quiet(True)
     train_bpr(victim, tiny_dataset.split, epochs=1, lr=0.01, batch_size=128, patience=None)
     assert not [r for r in caplog.records if r.name == "venomkit"]
+
+
+def test_training_is_bitwise_deterministic_with_several_threads():
+    """Large enough batches that the CPU's embedding backward runs on 2 threads (it sums in thread
+    order unless deterministic kernels are on: train_bpr turns them on)."""
+    import scipy.sparse as sp
+
+    from venomkit.data.interactions import Interactions, Split
+    from venomkit.victims.vbpr import VBPR, VBPRConfig
+
+    rng = np.random.default_rng(0)
+    n_users, n_items = 3000, 800
+    inter = Interactions(sp.csr_matrix((rng.random((n_users, n_items)) < 0.03).astype(np.float32)))
+    split = Split(inter, inter, inter)
+    features = {"visual": torch.from_numpy(rng.standard_normal((n_items, 32)).astype(np.float32))}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        states = []
+        for _ in range(2):
+            torch.manual_seed(0)
+            victim = VBPR(VBPRConfig(n_users=n_users, n_items=n_items, embed_dim=32, visual_dim=32))
+            victim.set_clean_features(features)
+            train_bpr(victim, split, epochs=2, lr=0.01, batch_size=8192, patience=None, seed=1, progress=False)
+            states.append(victim.state_dict())
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert not torch.are_deterministic_algorithms_enabled()  # restored after training

@@ -35,6 +35,7 @@ def add_run_flags(parser: argparse.ArgumentParser, victim_required: bool = False
     parser.add_argument("--stealth-clip", default=None, metavar="SPEC", help="CLIP of the clip_* stealth figures (metrics.stealth_clip)")
     parser.add_argument("--shop-transform", default=None, metavar="PIPELINE", help="the shop's image pipeline: png (default), jpeg:Q, resize:S,jpeg:Q")
     parser.add_argument("--device", default=None, help="cpu (default), cuda, ...")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads per process while attacking (default 1; results depend on it, see README)")
     parser.add_argument("--overwrite", action="store_true", help="replace a different run in --out instead of refusing")
     parser.add_argument("--cache", default=None, metavar="DIR", help="cache of trained victims and encoded catalogs (default $VENOMKIT_CACHE or ~/.cache/venomkit)")
     parser.add_argument("--no-cache", action="store_true", help="train every victim again, cache nothing")
@@ -66,13 +67,15 @@ def flags_from_args(args: argparse.Namespace) -> Any:
         stealth_clip=getattr(args, "stealth_clip", None),
         shop_transform=getattr(args, "shop_transform", None),
         device=getattr(args, "device", None),
+        threads=getattr(args, "threads", None),
     )
 
 
 def check_flags(args: argparse.Namespace) -> None:
     """Bad numeric flags are named by their flag, before any work."""
     for flag, value, minimum in (("--targets", getattr(args, "targets", None), 1), ("--batch-size", getattr(args, "batch_size", None), 1),
-                                 ("--seed", getattr(args, "seed", None), 0), ("--max-interactions", getattr(args, "max_interactions", None), 0)):
+                                 ("--seed", getattr(args, "seed", None), 0), ("--max-interactions", getattr(args, "max_interactions", None), 0),
+                                 ("--threads", getattr(args, "threads", None), 1)):
         if value is not None and value < minimum:
             raise ValueError(f"{flag} must be an integer >= {minimum}, got {value}")
 

@@ -18,12 +18,13 @@ run resumes where it stopped and ends with the tables an uninterrupted run write
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -291,11 +292,23 @@ def execute(
     logger.info("%d settings x %d targets in %d batches: %d done, %d to run%s", len(plan.settings), len(targets), len(plan.jobs),
                 n_done, len(pending), f", {len(mine)} on process {procs.rank} of {procs.world}" if procs.world > 1 else "")
 
-    _run_jobs(run, mine, run_victims, builder, dataset, store, device, procs, progress, stealth_clip, attacks or {})
+    with torch_threads(recipe.threads):
+        _run_jobs(run, mine, run_victims, builder, dataset, store, device, procs, progress, stealth_clip, attacks or {})
     procs.barrier()
     if not procs.is_main:
         return {}
     return finish(run, plan, targets, run_victims, builder, dataset, store, procs.world, time.perf_counter() - t_start)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block on ``n`` intra-op CPU threads (the run's ``threads`` setting), restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _run_jobs(run: ResolvedRun, jobs: Sequence[Job], victims: dict[str, RunVictim], builder: VictimBuilder, dataset: Any,

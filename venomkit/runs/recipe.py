@@ -395,7 +395,15 @@ class OutputSpec:
 
 @dataclass
 class RunRecipe:
-    """A whole run: data x victims (x defenses) x attacks x targets, and what to measure."""
+    """A whole run: data x victims (x defenses) x attacks x targets, and what to measure.
+
+    ``threads`` is the number of CPU threads each process attacks and measures with. Float32
+    results depend on it (convolutions and matrix products split their sums by thread), so it
+    is one of the run's settings: the default 1 keeps a run sharded over N processes equal to
+    a single-process one; more threads in one process is faster and equally valid, but its
+    rows are that thread count's (``accelerate launch`` gives each process one thread unless
+    told otherwise).
+    """
 
     name: str = "run"
     description: str = ""
@@ -409,8 +417,10 @@ class RunRecipe:
     outputs: OutputSpec = field(default_factory=OutputSpec)
     shop_transform: str = "png"
     device: str = "cpu"
+    threads: int = 1
 
     def __post_init__(self) -> None:
+        _check_int("threads", self.threads, 1)
         if not _SAFE_NAME.fullmatch(self.name):
             raise ValueError(f"name must be letters, digits, '_', '.', '-', '+', got {self.name!r}")
         _check_int("seed", self.seed, 0)
@@ -754,6 +764,7 @@ class ResolvedRun:
             "outputs": dataclasses.asdict(r.outputs),
             "shop_transform": r.shop_transform,
             "device": r.device,
+            "threads": r.threads,
         }
 
 
@@ -939,6 +950,7 @@ class RunFlags:
     stealth_clip: str | None = None
     shop_transform: str | None = None
     device: str | None = None
+    threads: int | None = None
 
 
 def _flag_overrides(flags: RunFlags) -> list[tuple[str, Any]]:
@@ -951,6 +963,7 @@ def _flag_overrides(flags: RunFlags) -> list[tuple[str, Any]]:
         ("metrics.stealth_clip", flags.stealth_clip),
         ("shop_transform", flags.shop_transform),
         ("device", flags.device),
+        ("threads", flags.threads),
     ]
     return [(k, v) for k, v in pairs if v is not None]
 
@@ -994,14 +1007,17 @@ def load_run(recipe: str | Path, overrides: Sequence[str] = (), flags: RunFlags 
         source = Source(file=str(parsed.path))
         source.overrides[("victims",)] = f"--victim {flags.victim}"
         single = "attacks" if parsed.kind == "attack" else "defenses"
-    for key, value in _flag_overrides(flags):
-        apply_override(raw, f"{key}={value}", source, origin=f"--{_FLAG_NAMES[key]} {value}")
+    # (item, origin) pairs; whole sections are set before keys inside them (``defenses=...``
+    # before ``defenses.uat_mc.config.lambda_align=10``), whatever their order on the line.
+    pending = [(f"{key}={value}", f"--{_FLAG_NAMES[key]} {value}") for key, value in _flag_overrides(flags)]
     for item in overrides:
         key = item.partition("=")[0].strip()
         if single is not None and "=" in item and "." not in key:
-            apply_override(raw, f"{single}.0.config.{item.strip()}", source, origin=item)
+            pending.append((f"{single}.0.config.{item.strip()}", item))
         else:
-            apply_override(raw, item, source)
+            pending.append((item, item))
+    for item, origin in sorted(pending, key=lambda pair: pair[0].partition("=")[0].count(".")):
+        apply_override(raw, item, source, origin=origin)
     return resolve(raw, source, parsed.path if parsed.kind == "run" else None)
 
 
@@ -1014,4 +1030,5 @@ _FLAG_NAMES = {
     "metrics.stealth_clip": "stealth-clip",
     "shop_transform": "shop-transform",
     "device": "device",
+    "threads": "threads",
 }

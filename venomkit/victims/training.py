@@ -24,6 +24,7 @@ The BPR loss itself (``bpr_loss``, ``bpr_from_embeddings``) lives next to ``Vict
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -117,6 +118,24 @@ def _check_positive_int(name: str, value: int, minimum: int = 1) -> None:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+@contextlib.contextmanager
+def deterministic_algorithms() -> Iterator[None]:
+    """``torch.use_deterministic_algorithms(True)`` for the block, restored afterwards.
+
+    With several CPU threads the backward pass of embedding lookups and ``index_add`` sums
+    in thread order, so two trainings with one seed differ in the last bits (measured: VBPR
+    on toyshop, 2 threads). The deterministic kernels cost nothing measurable here (5 epochs
+    of VBPR / MMGCN on toyshop: 2.5-3.1 s either way). ``warn_only``: an op without a
+    deterministic kernel (some CUDA ones) warns instead of failing.
+    """
+    enabled, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
 @torch.no_grad()
 def validation_metrics(victim: Victim, split: Any, ks: tuple[int, ...] = (20,), block_size: int = 4096) -> dict[str, float]:
     """Full-sort metrics on ``split.valid`` with ``split.train`` masked; the model's mode is restored."""
@@ -161,7 +180,8 @@ def train_bpr(
             (None or 0: never stop early). Without validation interactions there is no
             early stopping and the last state is kept.
         eval_every: evaluate every this many epochs (and after the last).
-        seed: seeds the shuffling, the negatives and torch's RNG: same seed, same run.
+        seed: seeds the shuffling, the negatives and torch's RNG; with deterministic kernels
+            (:func:`deterministic_algorithms`) the same seed gives the same weights, bit for bit.
         batch_loss: replaces ``victim.training_loss`` (see the module docstring).
         on_epoch_end: hook called after each epoch; returning True stops training.
         select_metric: validation metric to maximise (a key of ``ranking_metrics``).
@@ -206,41 +226,42 @@ def train_bpr(
     stopped = False
     t_start = time.perf_counter()
     bar = progress_bar(range(1, epochs + 1), desc=f"train {victim.kind}", unit="epoch", enabled=progress)
-    for epoch in bar:
-        victim.train()
-        t0 = time.perf_counter()
-        total, count = 0.0, 0
-        for u, p, n in bpr_batches(train, batch_size, rng, sampler):
-            users = torch.from_numpy(u).to(device)
-            pos = torch.from_numpy(p).to(device)
-            neg = torch.from_numpy(n).to(device)
-            loss = loss_fn(victim, users, pos, neg)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{victim.kind}: training loss became {float(loss)} at epoch {epoch}; lower lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(u)
-            count += len(u)
-        record: dict[str, Any] = {"epoch": epoch, "loss": total / count, "seconds": time.perf_counter() - t0}
-        if has_valid and (epoch % eval_every == 0 or epoch == epochs):
-            metrics = validation_metrics(victim, split, ks=(k_select,), block_size=eval_block_size)
-            record.update({f"valid_{k}": v for k, v in metrics.items() if k != "n_users"})
-            score = metrics[select_metric]
-            if score > best_score:
-                best_score, best_epoch, best_valid = score, epoch, metrics
-                best_state = {k: v.detach().clone() for k, v in victim.state_dict().items()}
-                bad_evals = 0
-            else:
-                bad_evals += 1
-            if patience and bad_evals >= patience:
+    with deterministic_algorithms():
+        for epoch in bar:
+            victim.train()
+            t0 = time.perf_counter()
+            total, count = 0.0, 0
+            for u, p, n in bpr_batches(train, batch_size, rng, sampler):
+                users = torch.from_numpy(u).to(device)
+                pos = torch.from_numpy(p).to(device)
+                neg = torch.from_numpy(n).to(device)
+                loss = loss_fn(victim, users, pos, neg)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"{victim.kind}: training loss became {float(loss)} at epoch {epoch}; lower lr")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach()) * len(u)
+                count += len(u)
+            record: dict[str, Any] = {"epoch": epoch, "loss": total / count, "seconds": time.perf_counter() - t0}
+            if has_valid and (epoch % eval_every == 0 or epoch == epochs):
+                metrics = validation_metrics(victim, split, ks=(k_select,), block_size=eval_block_size)
+                record.update({f"valid_{k}": v for k, v in metrics.items() if k != "n_users"})
+                score = metrics[select_metric]
+                if score > best_score:
+                    best_score, best_epoch, best_valid = score, epoch, metrics
+                    best_state = {k: v.detach().clone() for k, v in victim.state_dict().items()}
+                    bad_evals = 0
+                else:
+                    bad_evals += 1
+                if patience and bad_evals >= patience:
+                    stopped = True
+            history.append(record)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", **({select_metric: f"{best_score:.4f}"} if has_valid else {}))
+            if on_epoch_end is not None and on_epoch_end(victim, epoch, record) is True:
                 stopped = True
-        history.append(record)
-        bar.set_postfix(loss=f"{record['loss']:.4f}", **({select_metric: f"{best_score:.4f}"} if has_valid else {}))
-        if on_epoch_end is not None and on_epoch_end(victim, epoch, record) is True:
-            stopped = True
-        if stopped:
-            break
+            if stopped:
+                break
     bar.close()
     if best_state is not None:
         victim.load_state_dict(best_state)
