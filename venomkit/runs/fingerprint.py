@@ -58,13 +58,27 @@ def folder_digest(folder: str | Path) -> str:
     return h.hexdigest()
 
 
-@lru_cache(maxsize=1)
-def code_digest() -> str:
-    """SHA-256 of venomkit's Python sources (a code change can change every number)."""
+PRESENTATION_ONLY = ("__main__.py", "cli.py", "demo.py", "progress.py", "runs/cli.py", "runs/defend.py", "runs/report.py", "runs/tables.py", "zoo/build.py")
+"""Sources that format, report or dispatch but compute no result: editing them changes no code digest."""
+
+TRAINING_CODE = ("data", "encoders", "victims", "defenses", "models")
+"""The sub-packages a trained or hardened victim depends on (the victim cache's code digest)."""
+
+
+@lru_cache(maxsize=None)
+def code_digest(packages: tuple[str, ...] | None = None) -> str:
+    """SHA-256 of venomkit's Python sources that can change a number.
+
+    ``packages`` restricts it to those sub-packages (the victim cache uses :data:`TRAINING_CODE`);
+    files in :data:`PRESENTATION_ONLY` never count.
+    """
     root = Path(venomkit.__file__).resolve().parent
     h = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+        rel = path.relative_to(root).as_posix()
+        if rel in PRESENTATION_ONLY or (packages is not None and rel.split("/")[0] not in packages):
+            continue
+        h.update(rel.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 

@@ -5,7 +5,8 @@ harden each of them (``vbpr+uat_mc``: UAT-MC fine-tuned from the trained ``vbpr`
 paper does). The main process builds them all before any attack: a trained or hardened
 victim comes from the cache when the same victim (same data, encoders, settings, seed,
 device and venomkit code) was built before, by this run or another recipe; otherwise it is
-trained and stored there. Each one is also written to the run folder (``victims/<name>/``:
+trained and stored there. The code that counts is that of the data, encoders, victims,
+defenses and model-loading packages (``fingerprint.TRAINING_CODE``). Each one is also written to the run folder (``victims/<name>/``:
 checkpoint + metrics.json), where every process loads it from.
 
 The cache (``$VENOMKIT_CACHE``, default ``~/.cache/venomkit``) holds ``victims/<key>/``
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from venomkit.atomic import TMP_PREFIX
-from venomkit.runs.fingerprint import checkpoint_digest, code_digest, model_digests, sha256_json, state_digest
+from venomkit.runs.fingerprint import TRAINING_CODE, checkpoint_digest, code_digest, model_digests, sha256_json, state_digest
 from venomkit.runs.recipe import ResolvedRun
 
 logger = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ class VictimBuilder:
             "seed": self.run.recipe.seed,
             "data": self.data_digest,
             "device": self.device,
-            "code": code_digest(),
+            "code": code_digest(TRAINING_CODE),
         })
 
     def _cached(self, key: str) -> Path | None:
@@ -243,7 +244,7 @@ class VictimBuilder:
             logger.info("victim %s: %s fine-tuning of %s", v.name, defense.method, base.name)
             return adversarial_train(self.load(base), self.dataset.split, defense.config, progress=self.progress)
 
-        key = sha256_json({"what": "defended victim", "base": self._keys[base.name], "defense": defense.config.to_dict(), "code": code_digest()})
+        key = sha256_json({"what": "defended victim", "base": self._keys[base.name], "defense": defense.config.to_dict(), "code": code_digest(TRAINING_CODE)})
         return self._built(v, key, build)
 
     # -- loading (every process) -----------------------------------------------------------
