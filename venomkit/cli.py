@@ -148,7 +148,6 @@ def configure_logging(quiet: bool = False) -> None:
     handler._venomkit = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    logger.propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,14 +163,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"venomkit: error: unknown command {name!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     prog = f"venomkit {name}"
+    from venomkit import progress
+
+    was_quiet = progress.is_quiet()
     try:
         parser, _ = build_parser(name)
         args = parse_command_line(parser, argv[1:])
         quiet = bool(getattr(args, "quiet", False))
         configure_logging(quiet)
-        from venomkit.progress import set_quiet
-
-        set_quiet(quiet)
+        progress.set_quiet(quiet)
         return int(args._run(args) or 0)
     except CommandLineError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(exc).split("\n")).strip() or type(exc).__name__
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        progress.set_quiet(was_quiet)  # a command run in-process (a notebook, a test) leaves no switch behind
 
 
 if __name__ == "__main__":

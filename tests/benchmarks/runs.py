@@ -3,16 +3,23 @@
     OMP_NUM_THREADS=1 python tests/benchmarks/runs.py               # toyshop, VBPR, PGD (attacks/pgd.yaml), 64 targets
     python tests/benchmarks/runs.py --targets 32 --reps 3 --processes
 
-Part 1 (one process, measured side by side, ``--reps`` alternating repetitions, medians):
+Part 1 (one process, measured side by side, ``--reps`` alternating repetitions, medians), the
+same victim checkpoint, data and targets in all three:
 
-* **direct**: what a researcher's own script does -- load the victim checkpoint, then call the
-  attack on the same targets, batch by batch (``attack(victim, images, texts, index)``);
-* **engine**: ``venomkit.runs.execute`` of the same recipe on the same victim and data: the
-  same attack calls, plus saving every PNG and reading it back, re-encoding it, every metric
-  collector (HR@K before/after per target, SSIM, CLIP similarities), the atomic target records,
-  the fingerprint and the merged tables (``report.html`` off; its time is printed apart).
+* **attack only**: load the victim, call the attack on each batch
+  (``attack(victim, images, texts, index)``) -- adversarial content, no figure at all;
+* **batch function**: load the victim, call the engine's "batch in, rows out" function
+  (``venomkit.runs.engine.attack_batch``) directly on each batch: the attack, saving every PNG
+  and reading it back, and every metric collector (HR@K before/after per target, SSIM, CLIP
+  similarities) -- what the old ``run_attack`` did, without any run bookkeeping;
+* **engine**: ``venomkit.runs.execute`` of the recipe: the same batches, plus the recipe, the
+  fingerprint (data and code hashes), the plan, the atomic target records and the merged tables
+  (``report.html`` off; its time is printed apart).
 
-The ratio engine / direct is the engine's overhead (target <= 1.05).
+engine / batch function is what the engine adds (target <= 1.05): the median of the ratios of
+repetitions run back to back (this shared 2-core VM drifts by +-10% between minutes, so pairs
+compare better than medians of separate columns). engine / attack only also counts measuring
+every target from its saved files, printed so nobody mistakes one for the other.
 
 Part 2 (``--processes``): the same run as a subprocess, ``venomkit run`` against
 ``accelerate launch --config_file assets/accelerate/cpu-2proc.yaml -m venomkit run``, wall
@@ -48,21 +55,31 @@ def _victim_checkpoint(root: Path, dataset, epochs: int) -> Path:
     return folder
 
 
-def _direct(checkpoint: Path, dataset, run) -> float:
-    """Load the victim, run the attack on every batch of the run's targets; seconds."""
+def _direct(checkpoint: Path, dataset, run, measure: bool, out: Path) -> float:
+    """Load the victim, then per batch the attack alone or the engine's batch function; seconds."""
     from venomkit.attacks.base import Knowledge
-    from venomkit.runs.engine import select_targets
-    from venomkit.runs.plan import batches
+    from venomkit.runs.engine import BatchContext, attack_batch, build_attack, select_targets, stealth_clip_pair
+    from venomkit.runs.plan import Setting, batches
+    from venomkit.runs.shop import ShopTransform
     from venomkit.victims.checkpoint import load_victim
 
+    shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     victim = load_victim(checkpoint)
     resolved = run.attacks[0]
-    attack = resolved.cls.from_config(resolved.config)
+    attack = build_attack(resolved, victim, "cpu")
     train = dataset.split.train
-    knowledge = Knowledge(train=train.matrix, popularity=train.popularity(), texts=dataset.catalog.texts, images=dataset.catalog.image_batch)
+    knowledge = Knowledge(train=train.matrix, popularity=train.popularity(), texts=dataset.catalog.texts, images=dataset.catalog.image_list)
+    ctx = BatchContext(
+        setting=Setting("vbpr", "vbpr", "none", resolved.spec.name), victim=victim, attack=attack, dataset=dataset, knowledge=knowledge,
+        collectors=run.recipe.metrics.collectors, ks=run.recipe.metrics.ks, shop=ShopTransform("png"),
+        stealth_clip=stealth_clip_pair(None, victim, "cpu"), image_dir=out / "images", out=out, grids=True,
+    )
     for batch in batches(select_targets(dataset, run), run.recipe.targets.batch_size):
-        attack(victim, dataset.catalog.image_batch(batch), dataset.catalog.text_batch(batch), torch.tensor(batch), knowledge=knowledge)
+        if measure:
+            attack_batch(ctx, batch)
+        else:
+            attack(victim, dataset.catalog.image_list(batch), dataset.catalog.text_batch(batch), torch.tensor(batch), knowledge=knowledge)
     return time.perf_counter() - t0
 
 
@@ -94,6 +111,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=20, help="training epochs of the benchmark's victim")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--processes", action="store_true", help="also time 2 processes (accelerate launch) against 1")
+    parser.add_argument("--process-targets", type=int, default=160, help="targets of the process comparison (start-up is paid per process)")
     args = parser.parse_args()
 
     from venomkit.data.loaders import load_dataset
@@ -106,40 +124,46 @@ def main() -> int:
         flags = RunFlags(victim=str(checkpoint), data=args.data, targets=args.targets, batch_size=args.batch_size, max_interactions=args.max_interactions)
         run = load_run(args.recipe, flags=flags)
         run.recipe.outputs.report = False
-        direct, engine = [], []
+        times: dict[str, list[float]] = {"attack": [], "batch": [], "engine": []}
         summary: dict = {}
         for rep in range(args.reps):
-            order = ("direct", "engine") if rep % 2 == 0 else ("engine", "direct")
+            order = ["attack", "batch", "engine"] if rep % 2 == 0 else ["engine", "batch", "attack"]
             for what in order:
-                if what == "direct":
-                    direct.append(_direct(checkpoint, dataset, run))
-                else:
+                if what == "engine":
                     seconds, summary = _engine(run, dataset, root / "engine")
-                    engine.append(seconds)
+                else:
+                    seconds = _direct(checkpoint, dataset, run, what == "batch", root / what)
+                times[what].append(seconds)
         from venomkit.runs.report import build_report
 
         t0 = time.perf_counter()
         build_report(root / "engine")
         report_seconds = time.perf_counter() - t0
 
-        d, e = statistics.median(direct), statistics.median(engine)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        span = {k: f"{min(v):.2f}..{max(v):.2f}" for k, v in times.items()}
         print(f"{args.recipe} on {args.data}, {args.targets} targets in batches of {args.batch_size}, torch threads {torch.get_num_threads()}, {args.reps} reps (median; min..max)")
-        print(f"| what | seconds |")
-        print(f"|---|---:|")
-        print(f"| direct: load victim + attack calls | {d:.2f} ({min(direct):.2f}..{max(direct):.2f}) |")
-        print(f"| engine: execute (save, read back, collectors, records, tables) | {e:.2f} ({min(engine):.2f}..{max(engine):.2f}) |")
+        print("| what | seconds |")
+        print("|---|---:|")
+        print(f"| attack only: load victim + attack calls | {med['attack']:.2f} ({span['attack']}) |")
+        print(f"| batch function: + save / read back PNGs + collectors | {med['batch']:.2f} ({span['batch']}) |")
+        print(f"| engine: execute (+ recipe, fingerprint, plan, records, merged tables) | {med['engine']:.2f} ({span['engine']}) |")
         print(f"| report.html (apart) | {report_seconds:.2f} |")
-        print(f"ratio engine / direct: {e / d:.3f} (target <= 1.05)")
+        paired = statistics.median(e / b for e, b in zip(times["engine"], times["batch"]))
+        print(f"ratio engine / batch function: {paired:.3f} (median of the {args.reps} paired repetitions; min over min "
+              f"{min(times['engine']) / min(times['batch']):.3f}; target <= 1.05)")
+        print(f"ratio engine / attack only: {med['engine'] / med['attack']:.3f} (measuring each target from its saved files included)")
         print(f"attack mean HR@50 {summary['means']['hr@50_before']:.4f} -> {summary['means']['hr@50_after']:.4f}")
 
         if args.processes:
-            command = ["-m", "venomkit", "run", args.recipe, "--victim", str(checkpoint), "--data", args.data, "--targets", str(args.targets),
+            command = ["-m", "venomkit", "run", args.recipe, "--victim", str(checkpoint), "--data", args.data, "--targets", str(args.process_targets),
                        "--batch-size", str(args.batch_size), "--max-interactions", str(args.max_interactions), "--no-report", "--quiet", "--no-cache"]
             one = _subprocess_run([sys.executable, *command, "--out", str(root / "one")])
             launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "assets" / "accelerate" / "cpu-2proc.yaml")]
             two = _subprocess_run([*launch, *command, "--out", str(root / "two")])
             same = (root / "one" / "results.csv").read_bytes() == (root / "two" / "results.csv").read_bytes()
             print()
+            print(f"{args.process_targets} targets, one thread per process:")
             print(f"| processes | wall seconds (subprocess, incl. start-up) |")
             print(f"|---|---:|")
             print(f"| 1 (venomkit run) | {one:.1f} |")

@@ -24,11 +24,31 @@ def test_save_png_then_load_is_exact_for_8bit_values(tmp_path):
     assert torch.equal(loaded, image)
 
 
-def test_load_image_file_resizes_to_square_and_stays_in_unit_range(tmp_path):
-    _write_rgb(tmp_path / "poster.jpg", np.random.default_rng(0).integers(0, 256, (30, 20, 3)))
-    loaded = load_image_file(tmp_path / "poster.jpg", size=16)
-    assert loaded.shape == (3, 16, 16)
-    assert 0.0 <= float(loaded.min()) and float(loaded.max()) <= 1.0
+def test_load_image_file_keeps_the_photos_own_size_and_pixels(tmp_path):
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (30, 20, 3))
+    _write_rgb(tmp_path / "poster.jpg", pixels)
+    loaded = load_image_file(tmp_path / "poster.jpg")
+    assert loaded.shape == (3, 30, 20)  # (3, H, W): never resized, never squared
+    with Image.open(tmp_path / "poster.jpg") as img:
+        decoded = np.asarray(img.convert("RGB"))
+    assert torch.equal(loaded, torch.from_numpy(decoded.transpose(2, 0, 1).astype(np.float32) / 255))
+
+
+def test_catalog_keeps_native_sizes_and_bounds_its_cache(tmp_path):
+    sizes = [(450, 300), (480, 640), (40, 40)]  # (H, W): portrait, landscape, square
+    for k, (h, w) in enumerate(sizes):
+        _write_rgb(tmp_path / f"{k}.jpg", np.random.default_rng(k).integers(0, 256, (h, w, 3)))
+    catalog = Catalog(item_ids=["p", "l", "s"], texts=["a", "b", "c"], images=[tmp_path / f"{k}.jpg" for k in range(3)], cache_mb=0.6)
+    assert [catalog.image_size(i) for i in range(3)] == sizes  # from the headers, no decoding
+    images = catalog.image_list([0, 1, 2])
+    assert [tuple(im.shape) for im in images] == [(3, h, w) for h, w in sizes]
+    assert catalog._cache.bytes <= 0.6 * 2**20 and len(catalog._cache) < 3  # 405 + 900 + 5 KB do not all fit
+    assert torch.equal(catalog.image(0), images[0])  # decoded again when evicted: same pixels
+    with pytest.raises(ValueError, match=r"images differ in size \(p \(450, 300\), l \(480, 640\)"):
+        catalog.image_batch([0, 1, 2])
+    assert catalog.image_batch([2]).shape == (1, 3, 40, 40)
 
 
 def test_save_png_rejects_wrong_shape(tmp_path):
@@ -46,7 +66,7 @@ def test_missing_image_file_names_the_file(tmp_path):
 def test_corrupt_image_is_reported_lazily_by_catalog_image(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
-    catalog = Catalog(item_ids=["a"], texts=["t"], image_size=8, images=[bad])  # no decoding yet
+    catalog = Catalog(item_ids=["a"], texts=["t"], images=[bad])  # no decoding yet
     with pytest.raises(DataFormatError) as info:
         catalog.image(0)
     assert "bad.png" in str(info.value)
@@ -55,7 +75,7 @@ def test_corrupt_image_is_reported_lazily_by_catalog_image(tmp_path):
 
 def test_placeholder_batches_texts_and_index(tmp_path):
     _write_rgb(tmp_path / "red.png", np.tile(np.array([255, 0, 0]), (8, 8, 1)))
-    catalog = Catalog(item_ids=["r", "none"], texts=["red", "grey"], image_size=8, images=[tmp_path / "red.png", None])
+    catalog = Catalog(item_ids=["r", "none"], texts=["red", "grey"], placeholder_size=8, images=[tmp_path / "red.png", None])
     batch = catalog.image_batch(torch.tensor([1, 0]))
     assert batch.shape == (2, 3, 8, 8)
     assert torch.all(batch[0] == catalog.placeholder_value)
@@ -68,7 +88,7 @@ def test_placeholder_batches_texts_and_index(tmp_path):
 
 
 def test_with_content_changes_only_the_given_items():
-    catalog = Catalog(item_ids=["a", "b", "c"], texts=["ta", "tb", "tc"], image_size=8, attributes={"k": [1, 2, 3]})
+    catalog = Catalog(item_ids=["a", "b", "c"], texts=["ta", "tb", "tc"], attributes={"k": [1, 2, 3]})
     new_images = torch.rand(1, 3, 8, 8)
     changed = catalog.with_content([2], images=new_images, texts=["new"])
     assert changed.texts == ["ta", "tb", "new"]
@@ -85,7 +105,8 @@ def test_with_content_changes_only_the_given_items():
     [
         (dict(item_ids=["a", "b"], texts=["x"]), "texts"),
         (dict(item_ids=["a", "a"], texts=["x", "y"]), "unique"),
-        (dict(item_ids=["a"], texts=["x"], image_size=4), "image_size"),
+        (dict(item_ids=["a"], texts=["x"], placeholder_size=4), "placeholder_size"),
+        (dict(item_ids=["a"], texts=["x"], images=[torch.zeros(8, 8)]), r"\(3, H, W\)"),
         (dict(item_ids=["a"], texts=["x"], attributes={"k": [1, 2]}), "attribute"),
         (dict(item_ids=["a"], texts=["x"], images=[None, None]), "images"),
     ],

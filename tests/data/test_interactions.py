@@ -145,3 +145,27 @@ def test_make_split_rejects_unknown_methods():
     _, _, inter, _ = _random_interactions(seed=7)
     with pytest.raises(ValueError, match="split method"):
         make_split(inter, "temporal")
+
+
+def test_leave_one_out_is_recboles_and_an_empty_test_split_is_named():
+    """RecBole's _split_index_by_leave_one_out: 1 interaction -> train; 2 -> train + test; >= 3 ->
+    train + valid + test, by time. A ratio split of one-or-two-purchase logs has no test item:
+    training on it is refused with a message that names the data and the way out."""
+    import pytest
+
+    from venomkit.data.catalog import Catalog
+    from venomkit.data.dataset import Dataset, make_split, require_test_interactions
+
+    users, items = [0, 1, 1, 2, 2, 2], [0, 0, 1, 0, 1, 2]
+    stamps = [5.0, 9.0, 3.0, 1.0, 7.0, 4.0]
+    inter = Interactions.from_pairs(np.array(users), np.array(items), 3, 3, timestamps=np.array(stamps))
+    split = make_split(inter, "loo")
+    assert split.train.matrix.toarray().tolist() == [[1, 0, 0], [0, 1, 0], [1, 0, 0]]
+    assert split.valid.matrix.toarray().tolist() == [[0, 0, 0], [0, 0, 0], [0, 0, 1]]
+    assert split.test.matrix.toarray().tolist() == [[0, 0, 0], [1, 0, 0], [0, 1, 0]]
+    catalog = Catalog(item_ids=["a", "b", "c"], texts=["x", "y", "z"])
+    purchases = Dataset("shop-logs", catalog, inter, split=make_split(inter, "ratio"))
+    assert purchases.split.test.nnz == 0
+    with pytest.raises(ValueError, match=r"dataset 'shop-logs': its split has no test interaction .*--split loo"):
+        require_test_interactions(purchases)
+    require_test_interactions(Dataset("shop-logs", catalog, inter, split=split))  # leave-one-out tests 2 users

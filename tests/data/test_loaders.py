@@ -76,7 +76,7 @@ def _data_warnings(record) -> list[str]:
 def test_load_atomic_reads_ids_texts_typed_attributes_images_and_timestamps(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataWarning)  # clean input: no warning at all
-        data = load_atomic(make_atomic(tmp_path / "shop"), image_size=8)
+        data = load_atomic(make_atomic(tmp_path / "shop"))
     assert data.name == "shop"
     assert data.catalog.item_ids == ["i1", "i2", "i3"]
     assert data.catalog.texts[0] == "a red cotton shirt"
@@ -87,7 +87,7 @@ def test_load_atomic_reads_ids_texts_typed_attributes_images_and_timestamps(tmp_
     assert data.user_ids == ["u1", "u2", "u10"]  # natural order
     assert data.interactions.nnz == 8
     image = data.catalog.image(0)
-    assert image.shape == (3, 8, 8) and torch.allclose(image[0], torch.ones(8, 8))
+    assert image.shape == (3, 10, 10) and torch.allclose(image[0], torch.ones(10, 10))  # the file's own size
     assert data.catalog.image(1)[2].mean() > 0.9  # the .jpg is found too
     u1 = data.user_ids.index("u1")
     assert data.interactions.timestamps[u1, 1] == 300.0
@@ -101,18 +101,19 @@ def test_byte_order_mark_crlf_and_stray_cr_do_not_break_fields_or_line_numbers(t
     content = "\r\n".join([ITEM_HEADER, *rows]) + "\r\n"
     (folder / "shop.item").write_bytes(b"\xef\xbb\xbf" + content.encode())
     with pytest.raises(DataFormatError) as info:
-        load_atomic(folder, image_size=8)
+        load_atomic(folder)
     assert (info.value.line, info.value.field) == (4, "price")
     (folder / "shop.item").write_bytes(b"\xef\xbb\xbf" + content.replace("cheap", "3").encode())
-    data = load_atomic(folder, image_size=8)
+    data = load_atomic(folder)
     assert data.catalog.item_ids == ["i1", "i2", "i3"] and data.catalog.texts[1] == "a blue\rmug"
 
 
 def test_leave_one_out_via_loader_follows_timestamps(tmp_path):
-    data = load_atomic(make_atomic(tmp_path / "shop"), image_size=8, split="loo")
+    data = load_atomic(make_atomic(tmp_path / "shop"), split="loo")
     test = data.split.test.matrix.toarray()
     valid = data.split.valid.matrix.toarray()
-    latest = {"u1": ("i2", "i3"), "u10": (None, None), "u2": ("i3", "i1")}  # u10 has 2 interactions: all train
+    # RecBole's leave-one-out: u10 has 2 interactions, its later one (i3, t=60) is its test item, none validates.
+    latest = {"u1": ("i2", "i3"), "u10": ("i3", None), "u2": ("i3", "i1")}
     for user, (last, before) in latest.items():
         u = data.user_ids.index(user)
         got_test = [data.catalog.item_ids[i] for i in np.flatnonzero(test[u])]
@@ -121,7 +122,7 @@ def test_leave_one_out_via_loader_follows_timestamps(tmp_path):
 
 
 def test_min_rating_keeps_only_high_ratings(tmp_path):
-    data = load_atomic(make_atomic(tmp_path / "shop"), image_size=8, min_rating=4)
+    data = load_atomic(make_atomic(tmp_path / "shop"), min_rating=4)
     assert data.interactions.nnz == sum(float(row.split("\t")[2]) >= 4 for row in INTER_ROWS) == 5
 
 
@@ -150,7 +151,7 @@ def test_bad_atomic_input_names_file_line_and_field(tmp_path, case):
     kwargs, file_name, line, field = BAD_ATOMIC[case]
     folder = make_atomic(tmp_path / "shop", **kwargs)
     with pytest.raises(DataFormatError) as info:
-        load_atomic(folder, image_size=8)
+        load_atomic(folder)
     error = info.value
     assert (error.file.name, error.line, error.field) == (file_name, line, field)
     message = str(error)
@@ -160,7 +161,7 @@ def test_bad_atomic_input_names_file_line_and_field(tmp_path, case):
 def test_missing_image_under_error_policy_names_item_line_and_image_path(tmp_path):
     folder = make_atomic(tmp_path / "shop", images={"i1": "png", "i2": "none", "i3": "png"})
     with pytest.raises(DataFormatError) as info:
-        load_atomic(folder, image_size=8, missing_images="error")
+        load_atomic(folder, missing_images="error")
     assert (info.value.file.name, info.value.line, info.value.field) == ("shop.item", 3, "image")
     assert "i2" in str(info.value) and "images" in str(info.value)
 
@@ -168,7 +169,7 @@ def test_missing_image_under_error_policy_names_item_line_and_image_path(tmp_pat
 def test_missing_image_placeholder_gives_one_counted_warning(tmp_path):
     folder = make_atomic(tmp_path / "shop", images={"i1": "png", "i2": "none", "i3": "none"})
     with pytest.warns(DataWarning) as record:
-        data = load_atomic(folder, image_size=8)
+        data = load_atomic(folder)
     messages = _data_warnings(record)
     assert len(messages) == 1 and messages[0].startswith("2 items with a missing image")
     assert "'placeholder'" in messages[0] and "i2" in messages[0] and "i3" in messages[0]
@@ -179,7 +180,7 @@ def test_missing_image_placeholder_gives_one_counted_warning(tmp_path):
 def test_missing_image_drop_removes_the_item_and_its_interactions(tmp_path):
     folder = make_atomic(tmp_path / "shop", images={"i1": "png", "i2": "none", "i3": "png"})
     with pytest.warns(DataWarning) as record:
-        data = load_atomic(folder, image_size=8, missing_images="drop")
+        data = load_atomic(folder, missing_images="drop")
     messages = _data_warnings(record)
     assert len(messages) == 1 and messages[0].startswith("1 items with a missing image")
     assert "their 2 interactions" in messages[0]
@@ -198,12 +199,12 @@ def test_corrupt_image_is_found_when_the_catalog_loads(tmp_path, damage):
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 2])
     with pytest.raises(DataFormatError) as info:
-        load_atomic(folder, image_size=8, missing_images="error")
+        load_atomic(folder, missing_images="error")
     message = str(info.value)
     assert (info.value.file.name, info.value.line, info.value.field) == ("shop.item", 3, "image")
     assert "corrupt" in message and path.name in message and "--missing-images" in message and "\n" not in message
     with pytest.warns(DataWarning, match=r"1 items with a missing or corrupt image \(0 missing, 1 corrupt\)"):
-        checked = load_atomic(folder, image_size=8)  # the default policy: a grey placeholder
+        checked = load_atomic(folder)  # the default policy: a grey placeholder
     assert not checked.catalog.has_image(1)
     assert torch.all(checked.catalog.image(1) == checked.catalog.placeholder_value)
 
@@ -212,10 +213,10 @@ def test_empty_text_policies_keep_and_drop(tmp_path):
     rows = ITEM_ROWS[:2] + ["i3\t\tscarf\t\t"]
     folder = make_atomic(tmp_path / "shop", item_rows=rows)
     with pytest.warns(DataWarning, match="1 items with an empty 'text'.*'keep'"):
-        kept = load_atomic(folder, image_size=8, empty_texts="keep")
+        kept = load_atomic(folder, empty_texts="keep")
     assert kept.catalog.texts[2] == "" and kept.n_items == 3
     with pytest.warns(DataWarning, match="their 3 interactions") as record:
-        dropped = load_atomic(folder, image_size=8, empty_texts="drop")
+        dropped = load_atomic(folder, empty_texts="drop")
     assert len(_data_warnings(record)) == 1
     assert dropped.catalog.item_ids == ["i1", "i2"] and dropped.interactions.nnz == 5
 
@@ -224,7 +225,7 @@ def test_dropping_every_item_of_a_user_removes_the_user_with_a_warning(tmp_path)
     rows = ["u1\ti1\t5\t1", "u1\ti2\t5\t2", "u9\ti3\t4\t3"]
     folder = make_atomic(tmp_path / "shop", inter_rows=rows, images={"i1": "png", "i2": "png", "i3": "none"})
     with pytest.warns(DataWarning) as record:
-        data = load_atomic(folder, image_size=8, missing_images="drop")
+        data = load_atomic(folder, missing_images="drop")
     messages = _data_warnings(record)
     assert len(messages) == 2 and any(m.startswith("1 users with no interaction left") for m in messages)
     assert data.user_ids == ["u1"]
@@ -233,7 +234,7 @@ def test_dropping_every_item_of_a_user_removes_the_user_with_a_warning(tmp_path)
 def test_repeated_pairs_are_merged_with_a_counted_warning(tmp_path):
     rows = INTER_ROWS + ["u1\ti1\t2\t999"]
     with pytest.warns(DataWarning, match="1 repeated user-item pairs.*'merge'"):
-        data = load_atomic(make_atomic(tmp_path / "shop", inter_rows=rows), image_size=8)
+        data = load_atomic(make_atomic(tmp_path / "shop", inter_rows=rows))
     assert data.interactions.nnz == 8
     assert data.interactions.timestamps[data.user_ids.index("u1"), 0] == 999.0
 
@@ -249,10 +250,10 @@ def test_policy_arguments_are_validated(tmp_path):
 
 
 def test_write_atomic_round_trip(tmp_path):
-    source = load_atomic(make_atomic(tmp_path / "src"), image_size=8)
+    source = load_atomic(make_atomic(tmp_path / "src"))
     write_atomic(source, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["images", "shop.inter", "shop.item"]
-    back = load_atomic(tmp_path / "out", image_size=8)
+    back = load_atomic(tmp_path / "out")
     assert back.catalog.item_ids == source.catalog.item_ids
     assert back.catalog.texts == source.catalog.texts
     assert back.catalog.attributes == source.catalog.attributes
@@ -269,13 +270,12 @@ def test_write_atomic_round_trip_of_in_memory_images_and_mixed_attributes(tmp_pa
     catalog = Catalog(
         item_ids=["a", "b"],
         texts=["tab\tand\nnewline", "plain"],
-        image_size=16,
         attributes={"colour": ["red", None], "year": [1999, 2001], "score": [0.25, np.float32(1.5)], "tags": [["x"], []]},
         images=[images[0], images[1]],
     )
     interactions = Interactions.from_pairs([0, 1, 1], [0, 0, 1], 2, 2)
     write_atomic(Dataset("mem", catalog, interactions, user_ids=["alice", "bob"]), tmp_path / "mem")
-    back = load_atomic(tmp_path / "mem", image_size=16)
+    back = load_atomic(tmp_path / "mem")
     assert back.catalog.texts == ["tab and newline", "plain"]  # tabs/newlines become spaces (documented)
     assert back.catalog.attributes == {"colour": ["red", None], "year": [1999, 2001], "score": [0.25, 1.5], "tags": [["x"], []]}
     assert back.interactions.timestamps is None and back.user_ids == ["alice", "bob"]
@@ -283,7 +283,7 @@ def test_write_atomic_round_trip_of_in_memory_images_and_mixed_attributes(tmp_pa
 
 
 def test_write_atomic_rejects_ids_that_cannot_name_files(tmp_path):
-    catalog = Catalog(item_ids=["a/b"], texts=["t"], image_size=8)
+    catalog = Catalog(item_ids=["a/b"], texts=["t"])
     with pytest.raises(ValueError, match="item id"):
         write_atomic(Dataset("x", catalog, Interactions.from_pairs([0], [0], 1, 1)), tmp_path)
 
@@ -308,7 +308,7 @@ CSV_COLUMNS = dict(user_col="customer", item_col="sku", text_col="description", 
 
 def test_load_csv_reads_image_paths_texts_and_timestamps(tmp_path):
     events, items = _make_csv(tmp_path)
-    data = load_csv(events, items, image_size=8, **CSV_COLUMNS)
+    data = load_csv(events, items, **CSV_COLUMNS)
     assert data.catalog.item_ids == ["A", "B"] and data.catalog.texts == ["red thing", "blue, round"]
     assert data.catalog.attributes == {"brand": ["acme", None]}
     assert data.catalog.image(1)[2].mean() == 1.0
@@ -331,7 +331,7 @@ def test_bad_csv_input_names_file_line_and_field(tmp_path, case):
     item_lines, inter_lines, file_name, line, field = BAD_CSV[case]
     events, items = _make_csv(tmp_path, item_lines, inter_lines)
     with pytest.raises(DataFormatError) as info:
-        load_csv(events, items, image_size=8, **CSV_COLUMNS)
+        load_csv(events, items, **CSV_COLUMNS)
     assert (info.value.file.name, info.value.line, info.value.field) == (file_name, line, field)
     assert file_name in str(info.value) and f"line {line}" in str(info.value)
 
@@ -340,10 +340,10 @@ def test_load_csv_missing_image_policies(tmp_path):
     lines = ["sku,description,picture,brand", "A,red,pics/p1.png,", "B,gone,pics/nothere.png,", "C,empty cell,,"]
     events, items = _make_csv(tmp_path, lines, ["customer,sku,when", "c1,A,1", "c1,B,2", "c2,C,3"])
     with pytest.raises(DataFormatError) as info:
-        load_csv(events, items, image_size=8, missing_images="error", **CSV_COLUMNS)
+        load_csv(events, items, missing_images="error", **CSV_COLUMNS)
     assert (info.value.line, info.value.field) == (3, "picture") and "nothere.png" in str(info.value)
     with pytest.warns(DataWarning) as record:
-        data = load_csv(events, items, image_size=8, missing_images="drop", **CSV_COLUMNS)
+        data = load_csv(events, items, missing_images="drop", **CSV_COLUMNS)
     messages = _data_warnings(record)
     assert len(messages) == 2 and "2 items with a missing image" in messages[0] and "'drop'" in messages[0]
     assert messages[1].startswith("1 users with no interaction left") and messages[1].endswith("c2")
@@ -367,9 +367,9 @@ def test_load_csv_with_image_dir_by_item_id(tmp_path):
 
 def test_load_dataset_recognises_an_atomic_folder_and_passes_options(tmp_path):
     folder = make_atomic(tmp_path / "shop")
-    data = load_dataset(str(folder), image_size=8, split="loo")
-    assert data.name == "shop" and data.catalog.image_size == 8
-    assert data.split.test.nnz == 2  # u1 and u2 have >= 3 interactions
+    data = load_dataset(str(folder), split="loo")
+    assert data.name == "shop" and data.catalog.image(0).shape[0] == 3
+    assert data.split.test.nnz == 3 and data.split.valid.nnz == 2  # every user tests; u1 and u2 (>= 3) also validate
 
 
 def test_load_dataset_unknown_specs_list_the_accepted_forms(tmp_path):
@@ -383,7 +383,7 @@ def test_load_dataset_toyshop_spec_calls_make_with_parsed_options(monkeypatch, t
 
     def make(**kwargs):
         calls.append(kwargs)
-        return load_atomic(make_atomic(tmp_path / f"toy{len(calls)}"), image_size=8)
+        return load_atomic(make_atomic(tmp_path / f"toy{len(calls)}"))
 
     from venomkit.data import toyshop
 
@@ -392,7 +392,7 @@ def test_load_dataset_toyshop_spec_calls_make_with_parsed_options(monkeypatch, t
     load_dataset("toyshop:n_users=20,taste_weight=0.5,split=loo,seed=3", image_size=32)
     data = load_dataset("toyshop", split="loo")
     assert calls == [{}, {"n_users": 20, "taste_weight": 0.5, "split": "loo", "seed": 3, "image_size": 32}, {}]
-    assert data.split.test.nnz == 2
+    assert data.split.test.nnz == 3
     with pytest.raises(ValueError, match="both set n_users"):
         load_dataset("toyshop:n_users=20", n_users=30)
     with pytest.raises(ValueError, match="key=value"):

@@ -43,7 +43,7 @@ def make_ml100k(folder: Path, movies: list[str] | None = None, ratings: list[str
 def test_tiny_copy_loads_with_title_fallback_and_placeholder_warnings(tmp_path):
     movies = MOVIES[:1] + [MOVIES[0]] + MOVIES[1:]  # an exact duplicate row on line 3
     with pytest.warns(DataWarning) as record:
-        data = load_ml100k_posters(make_ml100k(tmp_path / "ml", movies=movies), image_size=8)
+        data = load_ml100k_posters(make_ml100k(tmp_path / "ml", movies=movies))
     messages = [str(w.message) for w in record if issubclass(w.category, DataWarning)]
     assert len(messages) == 2
     assert messages[0].startswith("1 items with an empty 'overview' (text set to the title)") and "2 (line 4)" in messages[0]
@@ -56,18 +56,18 @@ def test_tiny_copy_loads_with_title_fallback_and_placeholder_warnings(tmp_path):
     assert attrs["year"] == [1995, 1995, None] and attrs["title"][0] == "Toy Story (1995)"
     assert data.user_ids == ["1", "2", "10"] and data.interactions.nnz == 5
     assert data.interactions.timestamps[0, 2] == 300.0
-    assert data.catalog.image(0).shape == (3, 8, 8) and not data.catalog.has_image(1)
+    assert data.catalog.image(0).shape == (3, 15, 10) and not data.catalog.has_image(1)  # the poster's own size
 
 
 def test_min_rating_and_other_policies(tmp_path):
     folder = make_ml100k(tmp_path / "ml")
     with pytest.warns(DataWarning):
-        assert load_ml100k_posters(folder, image_size=8, min_rating=4).interactions.nnz == 3
+        assert load_ml100k_posters(folder, min_rating=4).interactions.nnz == 3
     with pytest.raises(DataFormatError) as info:
-        load_ml100k_posters(folder, image_size=8, empty_texts="error")
+        load_ml100k_posters(folder, empty_texts="error")
     assert (info.value.file.name, info.value.line, info.value.field) == ("items.csv", 3, "overview")
     with pytest.warns(DataWarning) as record:
-        dropped = load_ml100k_posters(folder, image_size=8, missing_images="drop", empty_texts="keep")
+        dropped = load_ml100k_posters(folder, missing_images="drop", empty_texts="keep")
     messages = [str(w.message) for w in record if issubclass(w.category, DataWarning)]
     assert messages[0].startswith("1 items with an empty 'overview' (kept empty)")
     assert messages[1].startswith("1 items with a missing image") and "their 1 interactions" in messages[1]
@@ -90,14 +90,14 @@ def test_bad_ml100k_input_names_file_line_and_field(tmp_path, case):
     folder = make_ml100k(tmp_path / "ml", **kwargs)
     with pytest.raises(DataFormatError) as info, warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)  # the fixture's own empty overview / missing poster
-        load_ml100k_posters(folder, image_size=8)
+        load_ml100k_posters(folder)
     assert (info.value.file.name, info.value.line, info.value.field) == (file_name, line, field)
     assert file_name in str(info.value) and f"line {line}" in str(info.value) and repr(field) in str(info.value)
 
 
 def test_load_dataset_recognises_the_posters_folder(tmp_path):
     with pytest.warns(DataWarning):
-        data = load_dataset(str(make_ml100k(tmp_path / "ml")), image_size=8, split="loo")
+        data = load_dataset(str(make_ml100k(tmp_path / "ml")), split="loo")
     assert data.name == "ml100k-posters" and data.split.test.nnz == 1  # only user 1 has 3 ratings
 
 
@@ -116,7 +116,7 @@ def test_real_ml100k_posters_folder():
     assert all(text.strip() for text in data.catalog.texts)
     assert data.catalog.attributes["title"][0] == "Toy Story (1995)"
     assert data.catalog.attributes["genres"][0] == ["Animation", "Children", "Comedy"]
-    assert data.catalog.image_batch([0, 1]).shape == (2, 3, 64, 64)
+    assert data.catalog.image_batch([0, 1]).shape == (2, 3, 138, 92)  # native posters (92 x 138)
     assert data.interactions.timestamps is not None and data.interactions.timestamps.nnz == 100_000
     split = data.split
     assert split.train.nnz + split.valid.nnz + split.test.nnz == 100_000

@@ -289,7 +289,7 @@ def test_cli_writes_atomic_folder_that_loads_back(tmp_path, capsys):
     assert (out / "toyshop.inter").is_file() and (out / "toyshop.item").is_file()
     assert len(list((out / "images").glob("*.png"))) == 20
     made = toyshop.make(n_users=30, n_items=20, image_size=32, seed=2)
-    loaded = loaders.load_atomic(out, image_size=32)
+    loaded = loaders.load_atomic(out)
     assert loaded.catalog.n_items == 20 and loaded.interactions.nnz == made.interactions.nnz
     for i in (0, 7, 19):
         j = loaded.catalog.index_of(made.catalog.item_ids[i])

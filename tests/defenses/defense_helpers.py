@@ -50,7 +50,7 @@ def make_shop(n_users: int = 60, n_items: int = 36, per_user: int = 7, seed: int
         noise = torch.from_numpy(rng.uniform(-0.08, 0.08, (3, size, size)).astype(np.float32))
         images.append((base + noise).clamp(0, 1))
         texts.append(f"a {rng.choice(['soft', 'bright', 'nice', 'new'])} {kind[i]}")
-    catalog = Catalog(item_ids=[f"i{i}" for i in range(n_items)], texts=texts, image_size=size, images=images)
+    catalog = Catalog(item_ids=[f"i{i}" for i in range(n_items)], texts=texts, images=images)
     users, items = [], []
     for u in range(n_users):
         pool = np.array([i for i in range(n_items) if (colour[i] == COLOURS[u % 3] if u % 2 == 0 else kind[i] == KINDS[u % 3])])

@@ -1,14 +1,19 @@
-"""Tiny model folders in the same native formats as the zoo (random weights, built in < 1 s)."""
+"""Tiny model folders in the same native formats as the zoo (random weights, built in < 1 s), and a large photo."""
 
 from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # pytest runs with --import-mode=importlib
+
+from photo_helpers import make_photo, pil_to_tensor  # noqa: E402
 
 
 def write_tiny_clip(folder: Path, seed: int = 0, mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711)) -> Path:
@@ -65,3 +70,10 @@ def product_images() -> torch.Tensor:
              ("watch", "yellow", "zigzag", "metal"), ("lamp", "green", "polka-dot", "wood")]
     images = [toyshop.render_item(*s, size=96, rng=np.random.default_rng(k)) for k, s in enumerate(specs)]
     return torch.stack(images)[:, :, :, 8:88].contiguous()
+
+
+@pytest.fixture(scope="session")
+def large_photo():
+    """(PIL image, (1, 3, 1750, 1166) tensor): a 1166 x 1750 (W x H) JPEG photo, see :func:`make_photo`."""
+    image = make_photo()
+    return image, pil_to_tensor(image)[None]

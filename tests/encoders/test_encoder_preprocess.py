@@ -1,4 +1,8 @@
-"""TorchPreprocess against open_clip's own PIL preprocessing, and its gradients."""
+"""TorchPreprocess against open_clip's own PIL preprocessing (small images), its geometry and gradients.
+
+The large-photo comparisons (1166 x 1750 JPEG, every encoder family) are in
+test_native_photo_preprocessing.py and test_vlm_preprocess.py.
+"""
 
 from __future__ import annotations
 
@@ -95,3 +99,29 @@ def test_from_open_clip_reads_library_config():
     cfg = PreprocessConfig.from_open_clip({"size": 96, "mean": (0.5,) * 3, "std": (0.5,) * 3, "interpolation": "random"})
     assert cfg.size == (96, 96) and cfg.interpolation == "bicubic" and cfg.mean == (0.5, 0.5, 0.5)
     assert np.allclose(cfg.std, 0.5)
+
+
+def test_list_of_native_sizes_equals_one_at_a_time():
+    pre = TorchPreprocess(PreprocessConfig(size=32))
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, h, w, generator=g) for h, w in [(50, 70), (32, 32), (50, 70), (90, 41)]]
+    together = pre(images)
+    assert together.shape == (4, 3, 32, 32)
+    for k, image in enumerate(images):
+        assert torch.allclose(together[k], pre(image[None])[0], atol=1e-6)
+
+
+def test_crop_rounding_follows_the_library():
+    y = torch.arange(4 * 19, dtype=torch.float32).view(1, 1, 4, 19)
+    # (19 - 4) / 2 = 7.5: torchvision rounds (to 8), transformers floors (to 7)
+    assert torch.equal(center_crop_or_pad(y, (4, 4)), y[..., 8:12])
+    assert torch.equal(center_crop_or_pad(y, (4, 4), rounding="floor"), y[..., 7:11])
+    with pytest.raises(ValueError, match="crop_rounding"):
+        PreprocessConfig(crop_rounding="ceil")
+
+
+def test_open_clip_non_square_shortest_is_bicubic():
+    """open_clip's ResizeKeepRatio (non-square 'shortest' targets) ignores the interpolation setting."""
+    cfg = PreprocessConfig.from_open_clip({"size": (32, 48), "interpolation": "bilinear"})
+    assert cfg.interpolation == "bicubic"
+    assert PreprocessConfig.from_open_clip({"size": 32, "interpolation": "bilinear"}).interpolation == "bilinear"

@@ -29,7 +29,6 @@ def _catalog(n: int = 10) -> Catalog:
     return Catalog(
         item_ids=[f"i{k}" for k in range(n)],
         texts=[f"a red mug number {k}" for k in range(n)],
-        image_size=8,
         images=[torch.rand(3, 8, 8, generator=g) for _ in range(n)],
     )
 
@@ -39,7 +38,7 @@ def test_batched_equals_one_pass():
     features = extract_image_features(encoder, catalog, batch_size=3)
     assert encoder.calls == 4 and features.shape == (10, 4) and features.dtype == torch.float32
     with torch.no_grad():
-        assert torch.allclose(features, encoder(catalog.image_batch(range(10))), atol=1e-6)
+        assert torch.allclose(features, encoder(torch.stack([catalog.image(i) for i in range(10)])), atol=1e-6)
 
 
 def test_cache_hit_skips_encoder_and_content_change_misses(tmp_path):

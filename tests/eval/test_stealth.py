@@ -293,7 +293,7 @@ def test_stealth_table_matching_errors(tmp_path):
     save_png(torch.rand(3, 20, 24), adv_dir / "x1.png")
     with pytest.raises(ValueError, match="x1.png"):
         stealth_table(clean_dir, adv_dir, progress=False)
-    with pytest.raises(ValueError, match="no PNG"):
+    with pytest.raises(ValueError, match="no image files"):
         stealth_table(tmp_path / "adv", tmp_path / "adv", clean_suffix="_clean", progress=False)
 
 
@@ -334,3 +334,29 @@ def test_cli_writes_csv_and_summary(tmp_path, capsys, monkeypatch):
     assert summary["mean"]["n"] == 2 and "11x11" in summary["settings"]["ssim"]
     assert run_cli([str(clean_dir), str(tmp_path / "missing")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_stealth_compares_original_jpegs_with_adversarial_pngs_at_native_size(tmp_path):
+    """A shop's folder of original JPEG photos against an attack's adversarial PNGs: paired by
+    name, measured at each photo's own size; a size mismatch names both files and sizes."""
+    from PIL import Image
+    from skimage.metrics import structural_similarity
+
+    originals, adversarial = tmp_path / "originals", tmp_path / "adv"
+    originals.mkdir()
+    rng = np.random.default_rng(0)
+    for name, (h, w) in {"tall": (45, 30), "wide": (32, 48)}.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(originals / f"{name}.jpg", quality=90)
+        clean = load_image_file(originals / f"{name}.jpg")
+        save_png((clean + 4 / 255 * torch.sign(torch.randn(clean.shape))).clamp(0, 1), adversarial / f"{name}.png")
+    Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(originals / "not_attacked.jpg")
+    rows = stealth_table(originals, adversarial, progress=False)  # every original vs the attacked few: those two
+    assert [r["name"] for r in rows] == ["tall", "wide"]
+    for r in rows:
+        c, a = load_image_file(originals / f"{r['name']}.jpg"), load_image_file(adversarial / f"{r['name']}.png")
+        expected = structural_similarity(c.double().numpy(), a.double().numpy(), gaussian_weights=True, sigma=1.5,
+                                         use_sample_covariance=False, data_range=1.0, channel_axis=0)
+        assert r["ssim"] == pytest.approx(expected, abs=1e-9) and r["linf"] == pytest.approx(4 / 255, abs=1e-6)
+    save_png(torch.rand(3, 30, 45), adversarial / "tall.png")  # the photo came back squared / rotated
+    with pytest.raises(ValueError, match=r"tall\.jpg is 30x45 \(W x H\), .*tall\.png is 45x30"):
+        stealth_table(originals, adversarial, progress=False)

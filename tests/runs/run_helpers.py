@@ -65,7 +65,7 @@ def tiny_shop_and_victim(n_users: int = 40, n_items: int = 30, size: int = 16, s
     g = torch.Generator().manual_seed(seed)
     images = [torch.rand(3, size, size, generator=g) for _ in range(n_items)]
     texts = [" ".join(["a", *rng.choice(words[3:8], size=3), words[8 + i % 4]]) for i in range(n_items)]
-    catalog = Catalog(item_ids=[f"it{i}" for i in range(n_items)], texts=texts, image_size=size, images=images,
+    catalog = Catalog(item_ids=[f"it{i}" for i in range(n_items)], texts=texts, images=images,
                       attributes={"category": [words[8 + i % 4] for i in range(n_items)]})
     dense = rng.random((n_users, n_items)) < np.linspace(0.6, 0.02, n_items)  # item 0 popular, the last ones cold
     users, items = np.nonzero(dense)

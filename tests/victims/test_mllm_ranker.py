@@ -82,6 +82,35 @@ def test_other_image_sizes_are_resized_in_torch(ranker):
     assert images.grad.shape == images.shape and images.grad.abs().sum() > 0
 
 
+def test_pixel_values_equal_the_processor_on_non_square_photos(ranker, vlm_folder):
+    """The ranker's torch preprocessing is the processor's CLIPImageProcessor (floor crop), to one grey level."""
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    from venomkit.encoders.preprocess import OPENAI_CLIP_STD
+
+    processor = AutoProcessor.from_pretrained(vlm_folder)
+    rng = np.random.default_rng(0)
+    smooth = np.kron(rng.integers(0, 256, (19, 13, 3)), np.ones((9, 9, 1))).astype(np.uint8)  # 171 x 117, blocky
+    array = np.clip(smooth.astype(int) + rng.integers(-8, 9, smooth.shape), 0, 255).astype(np.uint8)
+    expected = processor.image_processor(Image.fromarray(array), return_tensors="pt").pixel_values
+    got = ranker.pixel_values(torch.from_numpy(array).permute(2, 0, 1)[None].float() / 255)
+    assert got.shape == expected.shape == (1, 3, 32, 32)
+    levels = (got - expected).abs() * torch.tensor(OPENAI_CLIP_STD).view(1, 3, 1, 1) * 255
+    assert levels.max() <= 1.1 and levels.mean() <= 0.35
+
+
+def test_photos_of_different_sizes_score_as_a_list(ranker):
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, 90, 60, generator=g).requires_grad_(True), torch.rand(3, 32, 32, generator=g).requires_grad_(True)]
+    scores = ranker.score([TITLES, TITLES[:1]], images, TEXTS[:2])
+    scores.sum().backward()
+    assert all(im.grad is not None and im.grad.abs().sum() > 0 for im in images)
+    with torch.no_grad():
+        alone = torch.stack([ranker.score([h], im[None], [t])[0] for h, im, t in zip([TITLES, TITLES[:1]], images, TEXTS)])
+    assert torch.allclose(scores.detach(), alone, atol=1e-5)
+
+
 def test_attention_maps(ranker):
     images = torch.rand(2, 3, 32, 32)
     out = ranker.attentions([TITLES, TITLES[:1]], images, TEXTS[:2])

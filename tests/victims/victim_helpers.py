@@ -46,7 +46,7 @@ def make_tiny_dataset(n_users: int = 60, n_items: int = 45, per_user: int = 8, s
         noise = torch.from_numpy(rng.uniform(-0.08, 0.08, (3, size, size)).astype(np.float32))
         images.append((base + noise).clamp(0, 1))
         texts.append(f"a {rng.choice(['soft', 'bright', 'nice'])} {c} {kinds[(i // 3) % 3]}")
-    catalog = Catalog(item_ids=[f"i{i}" for i in range(n_items)], texts=texts, image_size=size, images=images)
+    catalog = Catalog(item_ids=[f"i{i}" for i in range(n_items)], texts=texts, images=images)
     users, items = [], []
     by_colour = {c: np.array([i for i in range(n_items) if colours[i] == c]) for c in COLOURS}
     # Popularity skew inside each colour, so some items stay cold.

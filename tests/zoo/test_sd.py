@@ -98,7 +98,9 @@ def test_training_steps_lower_the_losses():
     from venomkit.data import toyshop
 
     components = sd.make_components(sd.TINY_ARCHITECTURE, seed=0)
-    images = sd._to_uint8(toyshop.make(n_users=5, n_items=16, image_size=32, seed=0).catalog.image_batch(list(range(16))))
+    from venomkit.zoo.images import fitted_images
+
+    images = fitted_images(toyshop.make(n_users=5, n_items=16, image_size=32, seed=0).catalog, range(16), 32, uint8=True)
     training = sd.SDTraining(vae_steps=30, vae_batch=8, vae_lr=3e-3, unet_steps=30, unet_batch=16, autocast_bf16=False)
     vae_losses = sd.train_vae(components["vae"], images, training, seed=0)
     assert sum(vae_losses[-5:]) < sum(vae_losses[:5])

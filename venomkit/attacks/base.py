@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from venomkit.config import build_config, replace_config
-from venomkit.encoders.base import ImageEncoder
+from venomkit.encoders.base import ImageEncoder, group_by_size
 from venomkit.eval.text_edits import token_edit_ratio  # the token budget's unit; importable from here too
 from venomkit.models.freeze import frozen_eval  # the attack contract's freezing; importable from here too
 from venomkit.progress import progress as progress_bar
@@ -82,15 +82,16 @@ class Knowledge:
         popularity: interactions per item (I,), e.g. a public best-seller list; EXPA, TAaMR
             and the LLM rewrite pick their popular "hook" items from it.
         texts: every item's description (I,), for style examples of popular items.
-        images: a callable ``indices -> (N, 3, H, W)`` giving catalog images (TAaMR's
-            popular class is the classifier's majority vote over popular items' images).
+        images: a callable ``indices -> list of (3, H_i, W_i)`` giving catalog images at their
+            own size (``Catalog.image_list``; TAaMR's popular class is the classifier's
+            majority vote over popular items' images).
         protected_words: per target, words the text attacks must not edit (category names).
     """
 
     train: sp.csr_matrix | None = None
     popularity: np.ndarray | None = None
     texts: Sequence[str] | None = None
-    images: Callable[[Sequence[int]], torch.Tensor] | None = None
+    images: Callable[[Sequence[int]], Sequence[torch.Tensor]] | None = None
     protected_words: Sequence[Sequence[str]] | None = None
 
     def popular_items(self, n: int) -> np.ndarray:
@@ -110,13 +111,14 @@ class Knowledge:
 class AttackResult:
     """Output of an attack on B targets.
 
-    ``adv_images`` (B, 3, H, W) in [0, 1] within budget (None for text-only attacks),
+    ``adv_images`` (B, 3, H, W), or a list of B (3, H_i, W_i) when the input was a list, in
+    [0, 1] within budget (None for text-only attacks),
     ``adv_texts`` (B strings; the clean texts for image-only attacks), ``diagnostics``
     name -> (B,) float tensor per target (scores before/after on the victim, objective...).
     """
 
     item_index: torch.Tensor
-    adv_images: torch.Tensor | None
+    adv_images: torch.Tensor | list[torch.Tensor] | None
     adv_texts: list[str] | None
     diagnostics: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -253,7 +255,7 @@ class Attack(ABC):
     def __call__(
         self,
         victim: Victim,
-        images: torch.Tensor | None,
+        images: torch.Tensor | Sequence[torch.Tensor] | None,
         texts: Sequence[str] | None,
         item_index: torch.Tensor | Sequence[int],
         users: torch.Tensor | Sequence[int] | None = None,
@@ -261,8 +263,12 @@ class Attack(ABC):
     ) -> AttackResult:
         """Attack targets ``item_index`` (B,) whose clean content is ``images``/``texts``.
 
-        ``users`` (U',) are the users whose scores the objective raises (all users when
-        None). Returns the budget-projected adversarial content and per-target diagnostics:
+        ``images`` is a (B, 3, H, W) tensor or a list of B (3, H_i, W_i) tensors in [0, 1] at
+        each photo's own size. Targets are attacked in groups of equal image size (one tensor
+        per group: the victim's encoder resizes inside, so the perturbation lives on the native
+        pixels); the result has the input's form (a tensor, or a list in target order).
+        ``users`` (U',) are the users whose scores the objective raises (all users when None).
+        Returns the budget-projected adversarial content and per-target diagnostics:
         ``score_before``/``score_after`` (mean victim score over ``users``, re-encoded).
         """
         if not isinstance(victim, Victim):
@@ -275,17 +281,13 @@ class Attack(ABC):
             raise ValueError("item_index has repeated targets; each target must appear once")
         device = _device_of(victim)
         item_index = item_index.to(device)
-        if images is not None:
-            if images.dim() != 4 or images.shape[1] != 3 or images.shape[0] != b:
-                raise ValueError(f"images must have shape (B={b}, 3, H, W), got {tuple(images.shape)}")
-            if not torch.is_floating_point(images) or images.min() < 0 or images.max() > 1:
-                raise ValueError("images must be float tensors in [0, 1]")
-            images = images.detach().to(device)
+        as_tensor = isinstance(images, torch.Tensor)
+        image_list = None if images is None else _check_images(images, b, device)
         if texts is not None:
             texts = list(texts)
             if len(texts) != b or not all(isinstance(t, str) for t in texts):
                 raise ValueError(f"texts must be {b} strings, one per target")
-        if "visual" in self.perturbs and images is None:
+        if "visual" in self.perturbs and image_list is None:
             raise ValueError(f"{self.name} perturbs images: pass the targets' clean images")
         if "text" in self.perturbs and texts is None:
             raise ValueError(f"{self.name} perturbs texts: pass the targets' clean texts")
@@ -296,6 +298,30 @@ class Attack(ABC):
         knowledge = knowledge or Knowledge()
         if knowledge.protected_words is not None and len(knowledge.protected_words) != b:
             raise ValueError(f"knowledge.protected_words must have one entry per target ({b})")
+
+        adv_images: list[torch.Tensor | None] = [None] * b
+        adv_texts: list[str] | None = None if texts is None else list(texts)
+        diag_rows: dict[str, torch.Tensor] = {}
+        groups = [(list(range(b)), None)] if image_list is None else group_by_size(image_list)
+        for rows, g_images in groups:
+            g_texts = None if texts is None else [texts[r] for r in rows]
+            g_adv, g_texts_adv, g_diag = self._attack_group(victim, g_images, g_texts, item_index[rows], users, knowledge.subset(rows))
+            for k, r in enumerate(rows):
+                if g_adv is not None:
+                    adv_images[r] = g_adv[k]
+                if g_texts_adv is not None and adv_texts is not None:
+                    adv_texts[r] = g_texts_adv[k]
+            for key, values in g_diag.items():
+                diag_rows.setdefault(key, torch.full((b,), float("nan")))[rows] = values.detach().float().reshape(-1).cpu()
+        out_images: torch.Tensor | list[torch.Tensor] | None = None
+        if any(a is not None for a in adv_images):
+            out_images = torch.stack(adv_images) if as_tensor else list(adv_images)  # type: ignore[arg-type]
+        return AttackResult(item_index.cpu(), out_images, adv_texts, diag_rows)
+
+    def _attack_group(self, victim: Victim, images: torch.Tensor | None, texts: list[str] | None, item_index: torch.Tensor,
+                      users: torch.Tensor | None, knowledge: Knowledge) -> tuple[torch.Tensor | None, list[str] | None, dict[str, torch.Tensor]]:
+        """Attack G targets whose images share one size (G, 3, H, W); budgets enforced here."""
+        b = item_index.numel()
         model = self._attack_model(victim)
         with frozen_eval(victim, model if model is not victim else None):
             with torch.no_grad():
@@ -313,7 +339,7 @@ class Attack(ABC):
         diagnostics["score_after"] = after.cpu()
         if reverted is not None:
             diagnostics["text_reverted"] = reverted.float()
-        return AttackResult(item_index.cpu(), adv_images, adv_texts if adv_texts is not None else texts, diagnostics)
+        return adv_images, adv_texts, diagnostics
 
     @abstractmethod
     def perturb(
@@ -407,6 +433,22 @@ class Attack(ABC):
             if "text" in model.modalities and "text" not in self.perturbs and texts is not None:
                 out["text"] = model.text_encoder(list(texts))
         return out
+
+
+def _check_images(images: torch.Tensor | Sequence[torch.Tensor], b: int, device: torch.device) -> list[torch.Tensor]:
+    """The targets' images as B (3, H_i, W_i) float tensors in [0, 1] on ``device``."""
+    if isinstance(images, torch.Tensor):
+        if images.dim() != 4 or images.shape[1] != 3 or images.shape[0] != b:
+            raise ValueError(f"images must have shape (B={b}, 3, H, W) or be a list of B (3, H, W) tensors, got {tuple(images.shape)}")
+        items = list(images)
+    else:
+        items = list(images)
+        if len(items) != b or any(not isinstance(im, torch.Tensor) or im.dim() != 3 or im.shape[0] != 3 for im in items):
+            raise ValueError(f"images must be a list of B={b} tensors (3, H, W), one per target")
+    for im in items:
+        if not torch.is_floating_point(im) or im.min() < 0 or im.max() > 1:
+            raise ValueError("images must be float tensors in [0, 1]")
+    return [im.detach().to(device) for im in items]
 
 
 def _device_of(module: nn.Module) -> torch.device:

@@ -205,9 +205,11 @@ class TAaMRObjective:
         else:
             if knowledge.images is None:
                 raise ValueError("TAaMR needs catalog images to find the popular class: pass Knowledge(images=...)")
+            from venomkit.encoders.base import encode_images
+
             popular = knowledge.popular_items(self.n_popular).tolist()
             with torch.no_grad():
-                logits = self.classifier(knowledge.images(popular).to(device))
+                logits = encode_images(self.classifier, [im.to(device) for im in knowledge.images(popular)])
             self.target_class = int(torch.mode(logits.argmax(1)).values)
         return self
 

@@ -126,11 +126,13 @@ class Split:
     test: Interactions
 
 
-def leave_one_out_split(interactions: Interactions, seed: int = 0, min_train: int = 1) -> Split:
-    """Hold out each user's last interaction for test and the one before for validation.
+def leave_one_out_split(interactions: Interactions, seed: int = 0) -> Split:
+    """RecBole's leave-one-out split (``LS: valid_and_test``): per user, the last interaction is
+    the test item and the one before it the validation item.
 
-    "Last" follows timestamps when present, else a seeded random order. Users with fewer
-    than ``min_train + 2`` interactions keep everything in train. Deterministic given ``seed``.
+    "Last" follows timestamps when present, else a seeded random order. As RecBole does
+    (``_split_index_by_leave_one_out``), a user with 2 interactions gives one to train and one
+    to TEST (no validation item), and a user with 1 keeps it in train. Deterministic given ``seed``.
     """
     rng = np.random.default_rng(seed)
     m = interactions.matrix
@@ -138,7 +140,7 @@ def leave_one_out_split(interactions: Interactions, seed: int = 0, min_train: in
     for u in range(m.shape[0]):
         start, end = m.indptr[u], m.indptr[u + 1]
         n = end - start
-        if n < min_train + 2:
+        if n < 2:
             continue
         if interactions.timestamps is not None:
             # Timestamps share the CSR pattern (both sorted by column index).
@@ -146,7 +148,8 @@ def leave_one_out_split(interactions: Interactions, seed: int = 0, min_train: in
         else:
             order = rng.permutation(n)
         role[start + order[-1]] = 2
-        role[start + order[-2]] = 1
+        if n >= 3:
+            role[start + order[-2]] = 1
     return _split_by_role(interactions, role)
 
 

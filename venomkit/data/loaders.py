@@ -38,7 +38,6 @@ from __future__ import annotations
 import csv
 import importlib
 import math
-import numbers
 import os
 import re
 from dataclasses import dataclass, field
@@ -118,12 +117,10 @@ def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
-def _check_common(image_size: int, missing_images: str, split: str, empty_texts: str, text_policies: Sequence[str]) -> None:
+def _check_common(missing_images: str, split: str, empty_texts: str, text_policies: Sequence[str]) -> None:
     _check_choice("missing_images (--missing-images)", missing_images, MISSING_IMAGE_POLICIES)
     _check_choice("empty_texts (--empty-texts)", empty_texts, text_policies)
     _check_choice("split (--split)", split, SPLIT_METHODS)
-    if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) or not 8 <= image_size <= 1024:
-        raise ValueError(f"image_size must be an integer in [8, 1024]; got {image_size!r}")
 
 
 def _natural_key(user_id: str) -> tuple[tuple[tuple[int, int, str], ...], str]:
@@ -241,7 +238,6 @@ def _assemble(
     items: _Items,
     inter: _Inter,
     *,
-    image_size: int,
     text_drop: tuple[set[int], str],
     image_drop: tuple[set[int], list[str], str],
     split: str,
@@ -292,7 +288,6 @@ def _assemble(
     catalog = Catalog(
         item_ids=[items.ids[i] for i in keep_items],
         texts=[items.texts[i] for i in keep_items],
-        image_size=int(image_size),
         attributes={k: [v[i] for i in keep_items] for k, v in items.attributes.items()},
         images=[items.images[i] for i in keep_items],
     )
@@ -409,7 +404,6 @@ def is_atomic_folder(folder: str | Path) -> bool:
 def load_atomic(
     folder: str | Path,
     image_dir: str | Path | None = None,
-    image_size: int = 64,
     missing_images: str = "placeholder",
     empty_texts: str = "error",
     *,
@@ -433,8 +427,8 @@ def load_atomic(
     - ``NAME.item``: ``item_id:token  text:token_seq  [attribute columns...]``; every other
       column becomes a catalog attribute (``token`` -> str, ``token_seq`` -> list[str],
       ``float`` -> int or float, ``float_seq`` -> list[float]; empty cell -> None / []).
-    - ``images/<item_id>.png|jpg|jpeg|webp|bmp|gif`` (or ``image_dir``), resized to
-      ``image_size`` when first read.
+    - ``images/<item_id>.png|jpg|jpeg|webp|bmp|gif`` (or ``image_dir``), kept at their own
+      size (decoded on first use; the encoders resize).
 
     ``NAME`` is the single ``*.inter`` stem with a matching ``.item`` (or ``name``). Policies
     for missing/corrupt images and empty texts are described in the module docstring.
@@ -442,7 +436,7 @@ def load_atomic(
     by default every listed interaction counts. The split is ``ratio`` (80/10/10 per user)
     or ``loo`` (leave-one-out, by timestamp when there is one), seeded by ``split_seed``.
     """
-    _check_common(image_size, missing_images, split, empty_texts, EMPTY_TEXT_POLICIES)
+    _check_common(missing_images, split, empty_texts, EMPTY_TEXT_POLICIES)
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"no such folder: {folder}")
@@ -458,7 +452,7 @@ def load_atomic(
     image_drop = _image_policy(items, missing_images)
     inter = _read_atomic_inter(inter_path, items, user_field, item_field, rating_field, timestamp_field, min_rating)
     return _assemble(
-        name, items, inter, image_size=image_size, text_drop=text_drop, image_drop=image_drop,
+        name, items, inter, text_drop=text_drop, image_drop=image_drop,
         split=split, split_seed=split_seed,
     )  # fmt: skip
 
@@ -649,7 +643,6 @@ def load_csv(
     rating_col: str | None = None,
     min_rating: float | None = None,
     attribute_cols: Sequence[str] | None = None,
-    image_size: int = 64,
     missing_images: str = "placeholder",
     empty_texts: str = "error",
     delimiter: str = ",",
@@ -665,7 +658,7 @@ def load_csv(
     every other column of the items CSV) become string attributes. ``timestamp_col`` orders
     the leave-one-out split; ``min_rating`` (with ``rating_col``) filters interactions.
     """
-    _check_common(image_size, missing_images, split, empty_texts, EMPTY_TEXT_POLICIES)
+    _check_common(missing_images, split, empty_texts, EMPTY_TEXT_POLICIES)
     if image_col is None and image_dir is None:
         raise ValueError("load_csv needs image_col (a path per item) or image_dir (files named <item_id>.png|jpg)")
     if min_rating is not None and rating_col is None:
@@ -724,7 +717,7 @@ def load_csv(
         user_col, item_col, rating_col or "rating", timestamp_col or "timestamp",
     )  # fmt: skip
     return _assemble(
-        name or items_path.stem, items, inter, image_size=image_size, text_drop=text_drop,
+        name or items_path.stem, items, inter, text_drop=text_drop,
         image_drop=image_drop, split=split, split_seed=split_seed,
     )  # fmt: skip
 
@@ -737,7 +730,6 @@ def is_ml100k_posters_folder(folder: str | Path) -> bool:
 
 def load_ml100k_posters(
     folder: str | Path,
-    image_size: int = 64,
     min_rating: float | None = None,
     missing_images: str = "placeholder",
     empty_texts: str = "title",
@@ -755,7 +747,7 @@ def load_ml100k_posters(
     - The text is the overview; an empty overview (18 movies) becomes the title under the
       default ``empty_texts="title"`` policy, with one counted warning.
     - Missing posters (19 movies) follow ``missing_images`` (default placeholder, counted
-      warning). Posters (about 92 x 138 px) are resized to ``image_size`` squares when read.
+      warning). Posters keep their own size (mostly about 92 x 138 px).
     - Attributes: ``title`` (str), ``year`` (int or None), ``genres`` (list of genre names,
       flag order, ``unknown`` for ``genre_unknown``), ``primary_genre`` (the first of them)
       and ``category`` (same as ``primary_genre``, so code written for toyshop's category runs
@@ -763,7 +755,7 @@ def load_ml100k_posters(
     - Every rating counts as an interaction unless ``min_rating`` is given (e.g. 4 keeps
       ratings >= 4). Timestamps come from ``unix_timestamp``.
     """
-    _check_common(image_size, missing_images, split, empty_texts, EMPTY_TEXT_POLICIES + ("title",))
+    _check_common(missing_images, split, empty_texts, EMPTY_TEXT_POLICIES + ("title",))
     folder = Path(folder)
     if not is_ml100k_posters_folder(folder):
         raise ValueError(f"{folder} is not the ML-100K posters folder (needs items.csv, ratings.csv and posters/)")
@@ -831,7 +823,7 @@ def load_ml100k_posters(
         ks[0], ks[1], ks[2], ks[3], min_rating, "user_id", "movie_id", "rating", "unix_timestamp",
     )  # fmt: skip
     return _assemble(
-        "ml100k-posters", items, inter, image_size=image_size, text_drop=text_drop, image_drop=image_drop,
+        "ml100k-posters", items, inter, text_drop=text_drop, image_drop=image_drop,
         split=split, split_seed=split_seed,
     )  # fmt: skip
 

@@ -1045,7 +1045,7 @@ def make(
     catalog = Catalog(
         item_ids=[f"item{k:0{width}d}" for k in range(cfg.n_items)],
         texts=texts,
-        image_size=cfg.image_size,
+        placeholder_size=cfg.image_size,
         attributes={key: attrs[key] for key in ("category", "colour", "pattern", "material", "title", "brand")},
         images=images,
     )
@@ -1066,16 +1066,19 @@ def contact_sheet(catalog: Catalog, indices: Sequence[int], ncol: int = 8, pad: 
         raise ValueError("contact_sheet: no indices given")
     if ncol < 1:
         raise ValueError(f"contact_sheet: ncol must be >= 1, got {ncol}")
-    s = catalog.image_size
+    s = max(max(catalog.image_size(int(i))) for i in indices)
     nrow = math.ceil(len(indices) / ncol)
     sheet = torch.full((3, pad + nrow * (s + pad), pad + ncol * (s + pad)), float(pad_value))
     for k, index in enumerate(indices):
         r, c = divmod(k, ncol)
         img = catalog.image(int(index))
-        if img.shape[-1] != s or img.shape[-2] != s:
-            img = torch.nn.functional.interpolate(img[None], size=(s, s), mode="bilinear", antialias=True, align_corners=False)[0]
-        y, x = pad + r * (s + pad), pad + c * (s + pad)
-        sheet[:, y : y + s, x : x + s] = img.clamp(0, 1)
+        h, w = img.shape[-2:]
+        if max(h, w) != s:  # display only: fit the longer side, keep the aspect ratio
+            scale = s / max(h, w)
+            h, w = max(1, round(h * scale)), max(1, round(w * scale))
+            img = torch.nn.functional.interpolate(img[None], size=(h, w), mode="bilinear", antialias=True, align_corners=False)[0]
+        y, x = pad + r * (s + pad) + (s - h) // 2, pad + c * (s + pad) + (s - w) // 2
+        sheet[:, y : y + h, x : x + w] = img.clamp(0, 1)
     return sheet
 
 

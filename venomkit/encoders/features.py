@@ -4,6 +4,12 @@
 in batches under ``torch.no_grad`` with progress (``venomkit.progress``) and return an (I, D) float32 CPU
 tensor in catalog order.
 
+Images stream: the catalog is read in index order, ``batch_size`` items at a time, each item
+through ``catalog.image(i)`` (a (3, H_i, W_i) tensor at the photo's own size, decoded on
+demand), and a batch is encoded with :func:`~venomkit.encoders.base.encode_images` (one
+encoder call per distinct size in the batch). At most one batch of decoded images is alive at
+a time, so memory is bounded by ``batch_size`` photos, whatever the catalog's length.
+
 Cache behaviour (when ``cache_dir`` is given):
 
 - one safetensors file per (encoder, catalog content) pair, named
@@ -12,9 +18,11 @@ Cache behaviour (when ``cache_dir`` is given):
       dtype, sum and a strided sample of its values: a re-trained or randomly initialised
       encoder with the same spec gets a different key),
   (b) the item ids in order, and
-  (c) the content: texts verbatim; images as the SHA-256 of in-memory tensors, or of the
-      path plus size and modification time for files (not re-reading every file), or
-      ``none`` for items without an image;
+  (c) the content: texts verbatim; images as the SHA-256 of in-memory tensors (their
+      bytes, shape and dtype, so native sizes key apart), or the path plus file size and
+      modification time for files (not re-reading every file), or ``none`` for items
+      without an image, together with how the catalog decodes them (the placeholder's size
+      and value; a resize-on-load ``image_size`` where a catalog has one);
 - a hit loads the file without running the encoder or touching the images; anything that
   changes the key (an attacked image, an edited text, other weights) misses and recomputes;
 - files are written atomically (temporary file + rename), so an interrupted run never leaves
@@ -33,6 +41,7 @@ import torch
 from torch import nn
 
 from venomkit.data.catalog import Catalog
+from venomkit.encoders.base import encode_images, images_to
 from venomkit.models.freeze import frozen_eval
 from venomkit.progress import progress as progress_bar
 
@@ -69,12 +78,24 @@ def _image_source_digest(source) -> str:
         return f"f:{path}|missing"
 
 
+def _decoding(catalog: Catalog) -> tuple:
+    """The catalog settings that change decoded pixels: the placeholder of image-less items
+    (``placeholder_size``, ``placeholder_value``) and, in catalogs that resize on load, the
+    int ``image_size`` (a catalog at native sizes has none)."""
+    resize = getattr(catalog, "image_size", None)
+    return (
+        resize if isinstance(resize, int) else None,
+        getattr(catalog, "placeholder_size", None),
+        getattr(catalog, "placeholder_value", None),
+    )
+
+
 def content_key(encoder: nn.Module, catalog: Catalog, modality: str) -> str:
     """The cache key described in the module docstring (hex SHA-256)."""
     h = hashlib.sha256()
     h.update(f"{modality}|{type(encoder).__module__}.{type(encoder).__qualname__}|{getattr(encoder, 'spec', '')}|".encode())
     h.update(weights_fingerprint(encoder).encode())
-    h.update(f"|size={catalog.image_size}|n={catalog.n_items}|".encode())
+    h.update(f"|decoding={_decoding(catalog)}|n={catalog.n_items}|".encode())
     for item_id in catalog.item_ids:
         h.update(item_id.encode() + b"\x00")
     if modality == "image":
@@ -96,6 +117,7 @@ def _extract(
     catalog: Catalog,
     modality: str,
     batch_fn: Callable[[list[int]], object],
+    encode_batch: Callable[[object, torch.device], torch.Tensor],
     batch_size: int,
     cache_dir: str | Path | None,
     device: str | torch.device | None,
@@ -119,10 +141,7 @@ def _extract(
         total = (catalog.n_items + batch_size - 1) // batch_size
         bar = progress_bar(batches, total=total, desc=f"{modality} features", unit="batch", enabled=progress is not False, leave=False)
         for idx in bar:
-            batch = batch_fn(idx)
-            if isinstance(batch, torch.Tensor):
-                batch = batch.to(device)
-            chunks.append(encoder(batch).float().cpu())
+            chunks.append(encode_batch(batch_fn(idx), device).float().cpu())
     features = torch.cat(chunks) if chunks else torch.zeros(0, int(getattr(encoder, "output_dim", 0)))
     if cache_path is not None:
         _save_atomic(features, cache_path, encoder, catalog)
@@ -157,10 +176,19 @@ def extract_image_features(
 ) -> torch.Tensor:
     """Encode every catalog image: -> (I, D) float32 on CPU, in catalog order.
 
-    ``encoder`` maps (B, 3, S, S) [0, 1] images to (B, D). ``cache_dir`` enables the on-disk
-    cache (module docstring). ``progress=None`` shows the bar only on a terminal.
+    ``encoder`` maps (B, 3, H, W) [0, 1] images to (B, D); images of different sizes are
+    streamed and grouped by size (module docstring), so features equal encoding each image
+    alone. ``cache_dir`` enables the on-disk cache (module docstring). ``progress=None`` shows
+    the bar only on a terminal.
     """
-    return _extract(encoder, catalog, "image", catalog.image_batch, batch_size, cache_dir, device, progress)
+
+    def images(idx: list[int]) -> list[torch.Tensor]:
+        return [catalog.image(i) for i in idx]
+
+    def encode(batch: list[torch.Tensor], dev: torch.device) -> torch.Tensor:
+        return encode_images(encoder, images_to(batch, dev))
+
+    return _extract(encoder, catalog, "image", images, encode, batch_size, cache_dir, device, progress)
 
 
 def extract_text_features(
@@ -172,7 +200,7 @@ def extract_text_features(
     progress: bool | None = None,
 ) -> torch.Tensor:
     """Encode every catalog text: -> (I, D) float32 on CPU, in catalog order (see above)."""
-    return _extract(encoder, catalog, "text", catalog.text_batch, batch_size, cache_dir, device, progress)
+    return _extract(encoder, catalog, "text", catalog.text_batch, lambda texts, _: encoder(texts), batch_size, cache_dir, device, progress)
 
 
 def extract_features(

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from venomkit.encoders.base import ImageEncoder, TextEncoder
+from venomkit.encoders.base import ImageEncoder, Images, TextEncoder, images_to
 from venomkit.encoders.preprocess import PreprocessConfig, TorchPreprocess
 from venomkit.models.freeze import freeze
 from venomkit.models.resolve import (
@@ -196,8 +196,11 @@ def _param_dtype(module: nn.Module) -> torch.dtype:
 class OpenClipImageEncoder(ImageEncoder):
     """open_clip vision tower behind :class:`TorchPreprocess`: (N, 3, H, W) [0, 1] -> (N, embed_dim).
 
-    Equals ``model.encode_image(preprocess_val(pil_image))`` up to the PIL/torch resize
-    difference documented in :mod:`venomkit.encoders.preprocess`; gradients reach the pixels.
+    Also takes a list of (3, H_i, W_i) photos at their own sizes. Equals
+    ``model.encode_image(preprocess_val(pil_image))`` up to the PIL/torch resize difference
+    documented in :mod:`venomkit.encoders.preprocess` (one grey level; feature cosine
+    >= 0.99999 measured on a 1166 x 1750 photo for the 64 px zoo CLIP and a random ViT-B-32);
+    gradients reach the native pixels.
     """
 
     def __init__(self, model: nn.Module, preprocess: PreprocessConfig, spec: str) -> None:
@@ -216,8 +219,8 @@ class OpenClipImageEncoder(ImageEncoder):
         bundle = load_open_clip(spec, device)
         return cls(bundle.model, bundle.preprocess, spec)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.preprocess(images.to(_device(self.visual)))
+    def forward(self, images: Images) -> torch.Tensor:
+        x = self.preprocess(images_to(images, _device(self.visual)))
         return self.visual(x.to(_param_dtype(self.visual)))
 
 

@@ -333,6 +333,7 @@ def target_ranks(
     users: torch.Tensor | Sequence[int] | None = None,
     block_size: int = 4096,
     progress: bool = False,
+    target_table: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """0-based rank of each target item in each user's full ranking, without sorting.
 
@@ -343,6 +344,13 @@ def target_ranks(
     The target's own score is its raw score even when the user interacted with it in
     training, so a rank is defined for every (user, target) pair; use
     :func:`target_eligibility` to leave those users out.
+
+    ``target_table`` (I, d), optional: the item table the TARGETS' scores come from, while
+    every other item scores from ``item_emb``. This ranks several targets at once, each as
+    if only its own row had changed (an attack's "after" with the other targets clean), for
+    victims whose item rows do not depend on each other. The targets' scores are read from
+    the full ``(U', I)`` product with that table, the same product a one-target evaluation
+    computes, so the ranks are bit for bit those of ranking each target alone.
 
     Per user block the T target scores are sorted (T is small) and every item score is
     placed among them with one batched ``searchsorted``; a histogram of those positions and a
@@ -374,7 +382,10 @@ def target_ranks(
         rows = None if rows_all is None else rows_all[start:stop]
         block_users = user_emb[start:stop] if rows is None else user_emb[rows]
         scores = torch.mm(block_users, item_t, out=buffer[:b])
-        target_scores = scores[:, targets]  # raw scores, taken before masking
+        if target_table is None:
+            target_scores = scores[:, targets]  # raw scores, taken before masking
+        else:
+            target_scores = torch.mm(block_users, target_table.t())[:, targets]
         if gather is not None:
             # -inf is never strictly greater than a finite target score, so excluded items never count.
             scores.view(-1).index_fill_(0, gather.block(start, stop, rows), float("-inf"))
@@ -386,6 +397,9 @@ def target_ranks(
         # Items above the j-th smallest target score are those with pos > j: a suffix sum.
         above = hist.flip(1).cumsum(1).flip(1)[:, 1:]
         ranks[start:stop].scatter_(1, order, above)
+        if target_table is not None:
+            # Each target's own clean row was counted when it beats the target's new score.
+            ranks[start:stop] -= (scores[:, targets] > target_scores).long()
         del pos, hist, above  # free the (block x I) positions before the next block
     return ranks
 
@@ -469,14 +483,17 @@ def evaluate_targets(
     users: torch.Tensor | Sequence[int] | None = None,
     block_size: int = 4096,
     progress: bool = False,
+    target_table: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Everything a promotion attack reports per target, from one pass over the users.
 
     Returns ``{"hr@K": (T,), "mean_rank": (T,), "median_rank": (T,), "n_eligible": (T,)}``
     (training items of each user excluded from the ranking; users who interacted with a
-    target in training left out of that target's figures).
+    target in training left out of that target's figures). ``target_table``: see
+    :func:`target_ranks`.
     """
-    ranks = target_ranks(user_emb, item_emb, targets, exclude=train, users=users, block_size=block_size, progress=progress)
+    ranks = target_ranks(user_emb, item_emb, targets, exclude=train, users=users, block_size=block_size, progress=progress,
+                         target_table=target_table)
     eligible = target_eligibility(train, targets, user_emb.shape[0], item_emb.shape[0], users=users, device=ranks.device)
     out = target_hit_ratio(ranks, eligible, ks)
     out.update(rank_statistics(ranks, eligible))

@@ -20,7 +20,7 @@ Text metrics: :func:`edit_ratio` (share of changed tokens: token-level Levenshte
 over the longer length; words by default; defined in :mod:`venomkit.eval.text_edits` with the
 other token-edit measures) and :func:`text_similarity` (text-encoder cosine).
 
-:func:`stealth_table` computes the image metrics on the *saved PNG files* of two folders with
+:func:`stealth_table` computes the image metrics on the *saved files* (PNG or JPEG) of two folders with
 matching names, so anyone can recompute them; ``venomkit stealth CLEAN_DIR ADV_DIR`` prints
 the table and writes it as CSV (:func:`add_stealth_arguments`, :func:`cli_stealth`).
 """
@@ -28,6 +28,7 @@ the table and writes it as CSV (:func:`add_stealth_arguments`, :func:`cli_stealt
 from __future__ import annotations
 
 import argparse
+import logging
 import csv
 import json
 import math
@@ -49,6 +50,8 @@ SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5  # skimage's choice for gaussian_weights=True: an 11-tap window at sigma 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
+
+LOGGER = logging.getLogger(__name__)
 
 SSIM_SETTINGS = (
     "SSIM: Gaussian window 11x11, sigma 1.5, data_range 1, K1 0.01, K2 0.03, population covariance, "
@@ -283,33 +286,43 @@ def text_similarity(text_encoder: nn.Module, a: Sequence[str], b: Sequence[str])
 
 
 # --------------------------------------------------------------------------------------------
-# Tables over two folders of saved PNGs
+# Tables over two folders of saved images
 # --------------------------------------------------------------------------------------------
 
 
-def _png_files(folder: Path, suffix: str, role: str) -> dict[str, Path]:
+def _image_files(folder: Path, suffix: str, role: str) -> dict[str, Path]:
+    """Name -> file of every image (PNG, JPEG, WebP, BMP, GIF) in ``folder`` whose stem ends in ``suffix``."""
+    from venomkit.data.loaders import IMAGE_EXTENSIONS
+
     if not folder.is_dir():
         raise FileNotFoundError(f"{role} folder not found: {folder}")
     files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() != ".png" or not path.is_file():
+        if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
             continue
         stem = path.stem
         if suffix:
             if not stem.endswith(suffix):
                 continue
             stem = stem[: -len(suffix)]
+        if stem in files:
+            raise ValueError(f"two {role} images are named {stem!r}: {files[stem].name} and {path.name}; keep one, or tell them apart with a suffix")
         files[stem] = path
     return files
 
 
 def _match(clean_dir: Path, adv_dir: Path, clean_suffix: str, adv_suffix: str) -> list[tuple[str, Path, Path]]:
-    clean = _png_files(clean_dir, clean_suffix, "clean")
-    adv = _png_files(adv_dir, adv_suffix, "adversarial")
+    clean = _image_files(clean_dir, clean_suffix, "clean")
+    adv = _image_files(adv_dir, adv_suffix, "adversarial")
     if not clean:
-        raise ValueError(f"no PNG files{f' ending in {clean_suffix!r}' if clean_suffix else ''} in {clean_dir}")
+        raise ValueError(f"no image files{f' ending in {clean_suffix!r}' if clean_suffix else ''} in {clean_dir}")
     only_clean = sorted(set(clean) - set(adv))
     only_adv = sorted(set(adv) - set(clean))
+    if only_clean and not only_adv and len(only_clean) < len(clean):
+        # A folder of every original photo against the attacked few: compare those, and say so.
+        LOGGER.warning("%d of %d images in %s have no adversarial file in %s; comparing the %d that do",
+                       len(only_clean), len(clean), clean_dir, adv_dir, len(clean) - len(only_clean))
+        only_clean = []
     if only_clean or only_adv:
 
         def listing(names: list[str], files: dict[str, Path]) -> str:
@@ -322,7 +335,7 @@ def _match(clean_dir: Path, adv_dir: Path, clean_suffix: str, adv_suffix: str) -
         if only_adv:
             parts.append(f"{len(only_adv)} file(s) in {adv_dir} have no match in {clean_dir}: {listing(only_adv, adv)}")
         raise ValueError("unmatched images: " + "; ".join(parts))
-    return [(name, clean[name], adv[name]) for name in sorted(clean)]
+    return [(name, clean[name], adv[name]) for name in sorted(clean) if name in adv]
 
 
 def stealth_settings(
@@ -333,7 +346,7 @@ def stealth_settings(
 ) -> dict[str, str]:
     """What each column of :func:`stealth_table` measures, with its settings (for reports)."""
     settings = {
-        "images": "saved 8-bit PNGs read as float RGB in [0, 1], no resizing",
+        "images": "the saved 8-bit files (PNG, JPEG, ...) read as float RGB in [0, 1] at their own size, no resizing",
         "ssim": SSIM_SETTINGS,
         "psnr": "PSNR in dB, data_range 1, MSE over all RGB values (inf for identical images)",
         "linf": "max |adv - clean| over all RGB values, [0, 1] units",
@@ -364,7 +377,8 @@ def stealth_table(
     batch_size: int = 32,
     progress: bool = True,
 ) -> list[dict]:
-    """Stealth figures for every pair of PNGs with matching names in two folders.
+    """Stealth figures for every pair of images with matching names in two folders (PNG or
+    JPEG, e.g. a shop's original photos against an attack's adversarial PNGs), at their own size.
 
     Names match on the file stem after removing ``clean_suffix`` / ``adv_suffix`` (so an
     attack's ``images/`` folder with ``<id>_clean.png`` and ``<id>_adv.png`` works with
@@ -396,7 +410,8 @@ def stealth_table(
             for name, clean_path, adv_path in chunk:
                 c, a = load_image_file(clean_path), load_image_file(adv_path)
                 if c.shape != a.shape:
-                    raise ValueError(f"image sizes differ: {clean_path} is {tuple(c.shape[1:])}, {adv_path} is {tuple(a.shape[1:])}")
+                    (ch, cw), (ah, aw) = c.shape[1:], a.shape[1:]
+                    raise ValueError(f"image sizes differ: {clean_path} is {cw}x{ch} (W x H), {adv_path} is {aw}x{ah}; stealth compares photos at their own size, never resized")
                 clean.append(c)
                 adv.append(a)
             # Pairs of one batch may differ in size from each other: group by shape.
@@ -504,8 +519,8 @@ def _read_texts(path: Path) -> dict[str, str]:
 
 def add_stealth_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``venomkit stealth CLEAN_DIR ADV_DIR``."""
-    parser.add_argument("clean_dir", type=Path, help="folder of clean PNG images")
-    parser.add_argument("adv_dir", type=Path, help="folder of adversarial PNG images with matching names")
+    parser.add_argument("clean_dir", type=Path, help="folder of the original images (PNG or JPEG, at their own size)")
+    parser.add_argument("adv_dir", type=Path, help="folder of adversarial images with matching names (same sizes)")
     parser.add_argument("--out", type=Path, default=None, help="write the table as CSV (and FILE.summary.json with settings and means)")
     parser.add_argument("--encoder", default=None, help="image encoder spec for CLIP image-image similarity (zoo:NAME, folder, ARCH/pretrained, resnet18, ...)")
     parser.add_argument("--text-encoder", default=None, help="text encoder spec for image-text similarity (default: --encoder)")
@@ -519,7 +534,7 @@ def add_stealth_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cli_stealth(args: argparse.Namespace) -> int:
-    """``venomkit stealth``: print the stealth table of two PNG folders and optionally write CSV."""
+    """``venomkit stealth``: print the stealth table of two image folders and optionally write CSV."""
     image_encoder = text_encoder = None
     texts = None
     try:

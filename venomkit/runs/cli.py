@@ -34,6 +34,7 @@ def add_run_flags(parser: argparse.ArgumentParser, victim_required: bool = False
     parser.add_argument("--max-interactions", type=int, default=None, help="cold = at most this many training interactions")
     parser.add_argument("--stealth-clip", default=None, metavar="SPEC", help="CLIP of the clip_* stealth figures (metrics.stealth_clip)")
     parser.add_argument("--shop-transform", default=None, metavar="PIPELINE", help="the shop's image pipeline: png (default), jpeg:Q, resize:S,jpeg:Q")
+    parser.add_argument("--save-format", default=None, metavar="FORMAT", help="png (default), or jpeg:Q to also write a shop-ready <item>_adv.jpg")
     parser.add_argument("--device", default=None, help="cpu (default), cuda, ...")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per process while attacking (default 1; results depend on it, see README)")
     parser.add_argument("--overwrite", action="store_true", help="replace a different run in --out instead of refusing")
@@ -68,6 +69,7 @@ def flags_from_args(args: argparse.Namespace) -> Any:
         shop_transform=getattr(args, "shop_transform", None),
         device=getattr(args, "device", None),
         threads=getattr(args, "threads", None),
+        save_format=getattr(args, "save_format", None),
     )
 
 

@@ -89,11 +89,11 @@ class TargetBatch:
 
     # -- shared, computed once --------------------------------------------------------------
     def encode_images(self, encoder: Any, images: list[torch.Tensor]) -> torch.Tensor:
-        """(B, D) features of per-target images, batched when all share one size."""
+        """(B, D) features of per-target images at their own sizes (one encoder call per size)."""
+        from venomkit.encoders.base import encode_images
+
         with torch.no_grad():
-            if len({tuple(im.shape) for im in images}) == 1:
-                return encoder(torch.stack(images).to(self.device))
-            return torch.cat([encoder(im[None].to(self.device)) for im in images])
+            return encode_images(encoder, [im.to(self.device) for im in images])
 
     @cached_property
     def adv_features(self) -> dict[str, torch.Tensor]:
@@ -167,13 +167,19 @@ class RankingCollector(Collector):
         with torch.no_grad():
             user_emb, item_emb = victim()
             before = evaluate_targets(user_emb, item_emb, batch.targets, batch.train, ks=ks)
-            after_rows: list[dict[str, torch.Tensor]] = []
-            for b, t in enumerate(batch.targets):
-                index = torch.tensor([t], device=batch.device)
-                rows = {m: f[b : b + 1] for m, f in batch.adv_features.items()}
-                u, i = victim(victim.features_with(index, rows))
-                after_rows.append(evaluate_targets(u, i, [t], batch.train, ks=ks))
-        after = {key: torch.cat([r[key].reshape(-1).double() for r in after_rows]) for key in after_rows[0]}
+            if getattr(victim, "items_independent", False):
+                # One pass for the whole batch, bit for bit the per-target figures (target_ranks).
+                index = torch.as_tensor(batch.targets, device=batch.device)
+                _, adv_table = victim(victim.features_with(index, batch.adv_features))
+                after = evaluate_targets(user_emb, item_emb, batch.targets, batch.train, ks=ks, target_table=adv_table)
+            else:
+                after_rows: list[dict[str, torch.Tensor]] = []
+                for b, t in enumerate(batch.targets):
+                    index = torch.tensor([t], device=batch.device)
+                    rows = {m: f[b : b + 1] for m, f in batch.adv_features.items()}
+                    u, i = victim(victim.features_with(index, rows))
+                    after_rows.append(evaluate_targets(u, i, [t], batch.train, ks=ks))
+                after = {key: torch.cat([r[key].reshape(-1) for r in after_rows]) for key in after_rows[0]}
         out: dict[str, np.ndarray] = {}
         for k in ks:
             out[f"hr@{k}_before"] = _numpy(before[f"hr@{k}"])

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import logging
 import time
 from dataclasses import dataclass
@@ -29,19 +30,19 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from venomkit.atomic import write_bytes
 from venomkit.runs.collectors import TargetBatch, collect_rows
+from venomkit.runs.grids import grid_image
 from venomkit.runs.fingerprint import dataset_digest, run_fingerprint, state_digest
 from venomkit.runs.plan import Job, Setting, make_plan, shard
 from venomkit.runs.processes import Processes
 from venomkit.runs.recipe import ResolvedAttack, ResolvedRun
-from venomkit.runs.shop import ShopTransform
+from venomkit.runs.shop import ShopTransform, parse_save_format, save_jpeg
 from venomkit.runs.store import RunStore, file_stem, save_png
 from venomkit.runs.tables import format_judge_table, judge_rows, setting_summary
 from venomkit.runs.victims import RunVictim, VictimBuilder, default_cache_dir
 
 logger = logging.getLogger(__name__)
-
-GRID_AMPLIFY = 10.0
 
 
 # ----------------------------------------------------------------------------------------
@@ -81,13 +82,6 @@ def select_targets(dataset: Any, run: ResolvedRun) -> list[int]:
 # ----------------------------------------------------------------------------------------
 
 
-def grid_image(clean: torch.Tensor, adv: torch.Tensor, amplify: float = GRID_AMPLIFY, pad: int = 2) -> torch.Tensor:
-    """(3, H, 3W + 2 pad): clean | adversarial | 0.5 + amplify * (adv - clean), white gaps."""
-    diff = (0.5 + amplify * (adv - clean)).clamp(0, 1)
-    gap = torch.ones(3, clean.shape[1], pad)
-    return torch.cat([clean, gap, adv, gap, diff], dim=2)
-
-
 @dataclass
 class BatchContext:
     """What every batch of one setting shares in this process."""
@@ -104,6 +98,7 @@ class BatchContext:
     image_dir: Path
     out: Path
     grids: bool
+    jpeg_quality: int | None = None
 
 
 def attack_batch(ctx: BatchContext, targets: Sequence[int]) -> list[dict[str, Any]]:
@@ -125,7 +120,7 @@ def attack_batch(ctx: BatchContext, targets: Sequence[int]) -> list[dict[str, An
     if "features" in perturbs:
         adv_rows, diagnostics = attack.attack_rows(victim, index, ctx.dataset.split.train)
     else:
-        images = catalog.image_batch(targets).to(victim.device)
+        images = [im.to(victim.device) for im in catalog.image_list(targets)]
         categories = catalog.attributes.get("category")
         knowledge = dataclasses.replace(ctx.knowledge, protected_words=[[str(categories[t])] for t in targets] if categories is not None else None)
         result = attack(victim, images, texts, index, knowledge=knowledge)
@@ -167,12 +162,16 @@ def _save_images(ctx: BatchContext, item_id: str, clean: torch.Tensor, adv: torc
     stem = file_stem(item_id)
     clean_path = save_png(clean, ctx.image_dir / f"{stem}_clean.png")
     adv_path = save_png(adv, ctx.image_dir / f"{stem}_adv.png")
+    if ctx.jpeg_quality is not None:
+        save_jpeg(adv, ctx.image_dir / f"{stem}_adv.jpg", ctx.jpeg_quality)
     clean_back, adv_back = load_image_file(clean_path), load_image_file(adv_path)
     if not ctx.shop.identity:
         clean_path, clean_back = ctx.shop.save(clean_back, ctx.image_dir / f"{stem}_clean_shop")
         adv_path, adv_back = ctx.shop.save(adv_back, ctx.image_dir / f"{stem}_adv_shop")
-    if ctx.grids and clean_back.shape == adv_back.shape:
-        save_png(grid_image(clean_back, adv_back), ctx.image_dir / f"{stem}_grid.png")
+    if ctx.grids:  # a picture for people, not a result: fast compression
+        buffer = io.BytesIO()
+        grid_image(clean_back, adv_back).save(buffer, format="PNG", compress_level=1)
+        write_bytes(ctx.image_dir / f"{stem}_grid.png", buffer.getvalue())
     rel = {"clean_image": str(clean_path.relative_to(ctx.out)), "adv_image": str(adv_path.relative_to(ctx.out))}
     return clean_back, adv_back, rel
 
@@ -322,7 +321,7 @@ def _run_jobs(run: ResolvedRun, jobs: Sequence[Job], victims: dict[str, RunVicti
     recipe = run.recipe
     attacks = {a.spec.name: a for a in run.attacks}
     train = dataset.split.train
-    knowledge = Knowledge(train=train.matrix, popularity=train.popularity(), texts=dataset.catalog.texts, images=dataset.catalog.image_batch)
+    knowledge = Knowledge(train=train.matrix, popularity=train.popularity(), texts=dataset.catalog.texts, images=dataset.catalog.image_list)
     shop = ShopTransform(recipe.shop_transform)
     single = len({j.setting for j in jobs}) == 1 and _is_single_setting(run)
     contexts: dict[Setting, BatchContext] = {}
@@ -343,6 +342,7 @@ def _run_jobs(run: ResolvedRun, jobs: Sequence[Job], victims: dict[str, RunVicti
                     knowledge=knowledge, collectors=recipe.metrics.collectors, ks=recipe.metrics.ks, shop=shop,
                     stealth_clip=shared_clip if shared_clip is not None else stealth_clip_pair(None, victim, device),
                     image_dir=store.out / "images" / ("" if single else s.key), out=store.out, grids=recipe.outputs.grids,
+                    jpeg_quality=parse_save_format(recipe.outputs.save_format),
                 )
             bar.set_postfix(setting=s.key)
             for t, record in zip(job.targets, attack_batch(contexts[s], job.targets)):

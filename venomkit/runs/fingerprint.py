@@ -92,7 +92,7 @@ def dataset_digest(dataset: Any) -> str:
     """SHA-256 of a dataset's content: item ids, texts, images (file bytes or tensors), split."""
     catalog = dataset.catalog
     h = hashlib.sha256()
-    h.update(f"{dataset.name}|{catalog.n_items}|{getattr(catalog, 'image_size', '')}|".encode())
+    h.update(f"{dataset.name}|{catalog.n_items}|".encode())
     for item_id, text in zip(catalog.item_ids, catalog.texts):
         h.update(item_id.encode() + b"\0" + text.encode("utf-8") + b"\0")
     for source in catalog.images:

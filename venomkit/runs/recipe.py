@@ -382,15 +382,22 @@ class OutputSpec:
         report: write ``report.html`` at the end.
         tables: extra tables (``judge``: the UAT-MC paper's Table 2 layout, ``table.md``/``table.csv``).
         report_targets: targets shown per setting in the report's image grids.
+        save_format: ``png`` (the adversarial photo as an 8-bit PNG, always written), or
+            ``jpeg:Q`` to also write a shop-ready ``<item>_adv.jpg`` at quality Q (the PNG
+            stays what is scored, unless ``shop_transform`` says otherwise).
     """
 
     grids: bool = True
     report: bool = True
     tables: list[Literal["judge"]] = field(default_factory=list)
     report_targets: int = 12
+    save_format: str = "png"
 
     def __post_init__(self) -> None:
         _check_int("report_targets", self.report_targets, 1)
+        from venomkit.runs.shop import parse_save_format
+
+        parse_save_format(self.save_format)
 
 
 @dataclass
@@ -951,6 +958,7 @@ class RunFlags:
     shop_transform: str | None = None
     device: str | None = None
     threads: int | None = None
+    save_format: str | None = None
 
 
 def _flag_overrides(flags: RunFlags) -> list[tuple[str, Any]]:
@@ -964,6 +972,7 @@ def _flag_overrides(flags: RunFlags) -> list[tuple[str, Any]]:
         ("shop_transform", flags.shop_transform),
         ("device", flags.device),
         ("threads", flags.threads),
+        ("outputs.save_format", flags.save_format),
     ]
     return [(k, v) for k, v in pairs if v is not None]
 
@@ -1031,4 +1040,5 @@ _FLAG_NAMES = {
     "shop_transform": "shop-transform",
     "device": "device",
     "threads": "threads",
+    "outputs.save_format": "save-format",
 }

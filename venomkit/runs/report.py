@@ -38,6 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from venomkit.runs.grids import AMPLIFY as DIFF_AMPLIFY  # the same pictures as the run's _grid.png
+from venomkit.runs.grids import DISPLAY_MAX_SIDE as THUMB_MAX_SIDE
+
 SECTION_TITLES = {
     "run": "1. Run",
     "results": "2. Results",
@@ -47,13 +50,9 @@ SECTION_TITLES = {
 }
 """The page's section headings, by anchor id (the tests look for each)."""
 
-THUMB_MAX_SIDE = 256
-"""Photos whose longest side exceeds this are downscaled (PIL thumbnail) before embedding."""
 
 CELL_PX = 168
 """Side of the square box each image of a grid card is shown in (CSS, ``object-fit: contain``)."""
-
-DIFF_AMPLIFY = 10.0
 
 
 # ----------------------------------------------------------------------------------------
@@ -704,29 +703,14 @@ def _resolve_inside(root: Path, relative: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _pool_max_change(delta, factor: int):
-    """Downscale a signed difference (H, W, 3) by ``factor``, keeping in each block the change of
-    largest magnitude: averaging (a resampling filter) would wash a high-frequency perturbation
-    out to flat grey."""
-    import numpy as np
-
-    h, w, c = delta.shape
-    hp, wp = -(-h // factor) * factor, -(-w // factor) * factor
-    padded = np.zeros((hp, wp, c), dtype=delta.dtype)
-    padded[:h, :w] = delta
-    blocks = padded.reshape(hp // factor, factor, wp // factor, factor, c).transpose(0, 2, 4, 1, 3).reshape(hp // factor, wp // factor, c, -1)
-    pick = np.abs(blocks).argmax(axis=-1)[..., None]
-    return np.take_along_axis(blocks, pick, axis=-1)[..., 0]
-
-
 def image_triplet(clean_path: Path, adv_path: Path) -> tuple[list[tuple[bytes, tuple[int, int]]], str]:
     """PNG bytes and shown size of (clean, adversarial, amplified difference), plus a note.
 
     The difference ``0.5 + 10 (adv − clean)`` clipped to [0, 1] is computed at the photos' own
-    size. For display only, a photo whose longest side exceeds ``THUMB_MAX_SIDE`` is downscaled
-    (PIL thumbnail), and its difference by keeping the strongest change of each block."""
-    import numpy as np
+    size; for display only, large photos are downscaled (``venomkit.runs.grids``)."""
     from PIL import Image
+
+    from venomkit.runs.grids import display_triplet
 
     notes = []
     with Image.open(clean_path) as im:
@@ -735,22 +719,13 @@ def image_triplet(clean_path: Path, adv_path: Path) -> tuple[list[tuple[bytes, t
         adv = im.convert("RGB")
     width, height = clean.size
     notes.append(f"{width}×{height} px")
-    adv_for_diff = adv
     if adv.size != clean.size:
         notes.append(f"adversarial is {adv.size[0]}×{adv.size[1]}: resized to the clean size for the difference")
-        adv_for_diff = adv.resize(clean.size, Image.BILINEAR)
-    delta = np.asarray(adv_for_diff, dtype=np.float32) / 255.0 - np.asarray(clean, dtype=np.float32) / 255.0
-    factor = math.ceil(max(width, height) / THUMB_MAX_SIDE)
+    shown, factor = display_triplet(clean, adv, THUMB_MAX_SIDE, DIFF_AMPLIFY)
     if factor > 1:
-        delta = _pool_max_change(delta, factor)
         notes.append(f"shown downscaled; difference: strongest change per {factor}×{factor} block")
-    diff = np.clip(0.5 + DIFF_AMPLIFY * delta, 0.0, 1.0)
-    diff_img = Image.fromarray(np.round(diff * 255).astype(np.uint8), "RGB")
     out = []
-    for img in (clean, adv, diff_img):
-        if max(img.size) > THUMB_MAX_SIDE:
-            img = img.copy()
-            img.thumbnail((THUMB_MAX_SIDE, THUMB_MAX_SIDE), Image.LANCZOS)
+    for img in shown:
         buf = io.BytesIO()
         img.save(buf, format="PNG")
         out.append((buf.getvalue(), img.size))

@@ -116,3 +116,29 @@ class ShopTransform:
         path = Path(path).with_suffix(self.suffix)
         write_bytes(path, data)
         return path, self.decode(data)
+
+
+def parse_save_format(spec: str) -> int | None:
+    """``"png"`` -> None; ``"jpeg:Q"`` -> Q (1..100). ValueError naming the expected forms."""
+    text = str(spec).strip().lower()
+    if text == "png":
+        return None
+    kind, sep, value = text.partition(":")
+    if kind in ("jpeg", "jpg") and sep:
+        try:
+            quality = int(value)
+        except ValueError:
+            quality = -1
+        if 1 <= quality <= 100:
+            return quality
+    raise ValueError(f"save_format must be png or jpeg:Q with Q in 1..100 (e.g. jpeg:95), got {spec!r}")
+
+
+def save_jpeg(image: torch.Tensor, path: Path, quality: int) -> Path:
+    """Write (3, H, W) [0, 1] as a JPEG at ``quality`` atomically (a shop-ready file)."""
+    from venomkit.atomic import write_bytes
+
+    array = np.rint(np.clip(image.detach().cpu().float().numpy(), 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
+    buffer = io.BytesIO()
+    Image.fromarray(array, "RGB").save(buffer, format="JPEG", quality=quality)
+    return write_bytes(path, buffer.getvalue())

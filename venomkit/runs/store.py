@@ -34,7 +34,7 @@ import torch
 import yaml
 
 import venomkit
-from venomkit.atomic import atomic_path, remove_stale_temporaries, write_csv, write_json, write_text
+from venomkit.atomic import jsonable, remove_stale_temporaries, write_bytes, write_csv, write_json, write_text
 from venomkit.runs.fingerprint import differences
 
 RUN_FORMAT = "venomkit-run"
@@ -62,12 +62,10 @@ def file_stem(item_id: str) -> str:
 
 
 def save_png(image: torch.Tensor, path: str | Path) -> Path:
-    """Write (3, H, W) [0, 1] as an 8-bit PNG atomically (``venomkit.data.catalog.save_png``'s rounding)."""
-    from venomkit.data.catalog import save_png as write_png
+    """Write (3, H, W) [0, 1] as an 8-bit PNG atomically (``venomkit.data.catalog.png_bytes``'s rounding)."""
+    from venomkit.data.catalog import png_bytes
 
-    with atomic_path(path) as tmp:
-        write_png(image, tmp)
-    return Path(path)
+    return write_bytes(path, png_bytes(image))
 
 
 class RunStore:
@@ -146,7 +144,7 @@ class RunStore:
 
     def commit(self, setting: str, item_id: str, record: dict[str, Any]) -> None:
         """Write one target's record atomically: from now on the target is done."""
-        write_json(self.record_path(setting, item_id), record)
+        write_bytes(self.record_path(setting, item_id), json.dumps(jsonable(record)).encode())
 
     def read_record(self, setting: str, item_id: str) -> dict[str, Any]:
         return json.loads(self.record_path(setting, item_id).read_text())

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from venomkit.encoders.base import ImageEncoder, TextEncoder
+from venomkit.encoders.base import ImageEncoder, Images, TextEncoder, encode_images
 from venomkit.models.freeze import freeze
 
 Features = Mapping[str, torch.Tensor]
@@ -142,6 +142,10 @@ class Victim(nn.Module, ABC):
     kind: ClassVar[str]
     config_class: ClassVar[type[VictimConfig]] = VictimConfig
     modalities: tuple[str, ...] = ()
+    items_independent: ClassVar[bool] = False
+    """True when item ``i``'s representation depends on item ``i``'s features only (VBPR, AMR):
+    several targets' content can then be replaced in one forward pass without touching each
+    other. False (the safe default) for graph victims, whose propagation couples items."""
 
     image_encoder: ImageEncoder | None
     text_encoder: TextEncoder | None
@@ -299,13 +303,17 @@ class Victim(nn.Module, ABC):
         return self
 
     # ------------------------------------------------------------ raw content
-    def encode_content(self, images: torch.Tensor | None, texts: Sequence[str] | None) -> dict[str, torch.Tensor]:
-        """Raw content -> features per modality through the victim's own encoders."""
+    def encode_content(self, images: Images | None, texts: Sequence[str] | None) -> dict[str, torch.Tensor]:
+        """Raw content -> features per modality through the victim's own encoders.
+
+        ``images``: (B, 3, H, W) or a list of B (3, H_i, W_i) photos at their own sizes in
+        [0, 1] (the encoder resizes; differentiable with respect to the native pixels).
+        """
         out: dict[str, torch.Tensor] = {}
         if "visual" in self.modalities:
             if images is None or self.image_encoder is None:
                 raise ValueError(f"{self.kind} reads images: pass images and load an image encoder")
-            out["visual"] = self.image_encoder(images)
+            out["visual"] = encode_images(self.image_encoder, images)
         if "text" in self.modalities:
             if texts is None or self.text_encoder is None:
                 raise ValueError(f"{self.kind} reads texts: pass texts and load a text encoder")
@@ -322,7 +330,7 @@ class Victim(nn.Module, ABC):
         return features
 
     def item_representations(
-        self, images: torch.Tensor | None, texts: Sequence[str] | None, item_index: torch.Tensor
+        self, images: Images | None, texts: Sequence[str] | None, item_index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Re-encode raw content of items ``item_index`` and run the model: (user_emb, item_emb)."""
         return self(self.features_with(item_index, self.encode_content(images, texts)))

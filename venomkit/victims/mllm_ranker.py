@@ -10,9 +10,10 @@ The score of the candidate is the answer logit margin ``logit(" yes") - logit(" 
 the last prompt position (the yes/no scoring of TALLRec / LLaRA-style LLM rankers). Ranking a
 user's candidate list (99 sampled negatives + the target) sorts these scores.
 
-Raw-input threat model: images enter as (B, 3, H, W) float in [0, 1]; the processor's
-resize / centre crop / normalisation is redone in torch (``TorchPreprocess``) so gradients
-reach the pixels, and the ``<image>`` placeholder is expanded to the vision tower's number of
+Raw-input threat model: images enter as (B, 3, H, W) float in [0, 1], or a list of B
+(3, H_i, W_i) photos at their own sizes; the processor's resize / centre crop / normalisation
+is redone in torch (:func:`venomkit.encoders.vlm_preprocess.clip_image_preprocess`) so
+gradients reach the native pixels, and the ``<image>`` placeholder is expanded to the vision tower's number of
 patch tokens exactly as ``LlavaProcessor`` does. Attention maps come from the eager attention
 implementation (``output_attentions=True``).
 
@@ -31,7 +32,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from venomkit.encoders.preprocess import PreprocessConfig, TorchPreprocess
+from venomkit.encoders.base import images_to
+from venomkit.encoders.preprocess import TorchPreprocess
+from venomkit.encoders.vlm_preprocess import clip_image_preprocess
 from venomkit.models.resolve import load_pretrained
 
 DEFAULT_VLM = "zoo:toyshop-vlm"
@@ -57,33 +60,14 @@ def _answer_token_id(tokenizer, answer: str) -> int:
     return int(full[k])
 
 
-def _size_field(size, key: str) -> int | None:
-    # Image processors hold sizes as dicts or SizeDicts whose unset fields are None.
-    if size is None:
-        return None
-    value = size.get(key) if hasattr(size, "get") else getattr(size, key, None)
-    return int(value) if value is not None else None
-
-
 def _processor_preprocess(processor) -> TorchPreprocess:
-    """A differentiable copy of a CLIP-style image processor (resize shorter side, crop, normalise)."""
-    ip = processor.image_processor
-    crop, size = getattr(ip, "crop_size", None), getattr(ip, "size", None)
-    shortest = _size_field(size, "shortest_edge")
-    if getattr(ip, "do_center_crop", True) and _size_field(crop, "height"):
-        out = (_size_field(crop, "height"), _size_field(crop, "width"))
-    elif _size_field(size, "height"):
-        out = (_size_field(size, "height"), _size_field(size, "width"))
-    elif shortest:
-        out = (shortest, shortest)
-    else:
-        raise ValueError(f"cannot read the input size from the image processor {type(ip).__name__}")
-    interpolation = "bilinear" if int(getattr(ip, "resample", 3) or 3) == 2 else "bicubic"
-    return TorchPreprocess(
-        PreprocessConfig(
-            size=out, resize_size=shortest, mean=tuple(ip.image_mean), std=tuple(ip.image_std), interpolation=interpolation
-        )
-    )
+    """A differentiable copy of the processor's ``CLIPImageProcessor`` (resize shorter side, crop, normalise).
+
+    :func:`venomkit.encoders.vlm_preprocess.clip_image_preprocess`: equal to the processor's
+    ``pixel_values`` to one grey level on photos of any size (measured at 336 and 64 px on a
+    1166 x 1750 photo, ``tests/encoders/test_vlm_preprocess.py``).
+    """
+    return clip_image_preprocess(processor)
 
 
 def num_image_tokens(processor) -> int:
@@ -189,12 +173,12 @@ class MLLMRanker(nn.Module):
         enc = self.tokenizer(expanded, padding=True, padding_side="right", return_tensors="pt")
         return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
 
-    def pixel_values(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [0, 1] -> the vision tower's normalised input, differentiably."""
-        if images.dim() != 4 or images.shape[1] != 3:
+    def pixel_values(self, images: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """(B, 3, H, W) or B x (3, H_i, W_i) in [0, 1] -> the vision tower's (B, 3, h, w) input, differentiably."""
+        if isinstance(images, torch.Tensor) and (images.dim() != 4 or images.shape[1] != 3):
             raise ValueError(f"images must be (B, 3, H, W) in [0, 1], got shape {tuple(images.shape)}")
         dtype = next(self.model.parameters()).dtype
-        return self.preprocess.to(images.device)(images.float()).to(self.device, dtype)
+        return self.preprocess.to(self.device)(images_to(images, self.device, torch.float32)).to(dtype)
 
     def forward(
         self,
@@ -204,8 +188,8 @@ class MLLMRanker(nn.Module):
         output_attentions: bool = False,
     ) -> RankerOutput:
         """Run the model on B (history, image, text) rows; see :class:`RankerOutput`."""
-        if images.shape[0] != len(texts):
-            raise ValueError(f"{images.shape[0]} images for {len(texts)} candidate texts")
+        if len(images) != len(texts):
+            raise ValueError(f"{len(images)} images for {len(texts)} candidate texts")
         input_ids, attention_mask = self.tokenize(self.prompts(history_titles, texts))
         out = self.model.model(
             input_ids=input_ids,

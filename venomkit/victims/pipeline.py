@@ -23,6 +23,7 @@ import torch
 
 from venomkit.data import loaders
 from venomkit.encoders import features as feature_module
+from venomkit.data.dataset import require_test_interactions
 from venomkit.encoders.base import ImageEncoder, TextEncoder
 from venomkit.encoders.loading import load_content_encoders, resolve_device
 from venomkit.victims.base import Victim
@@ -114,6 +115,7 @@ def train_victim(
     """
     if kind not in KINDS:
         raise ValueError(f"unknown victim kind {kind!r}; expected one of {KINDS}")
+    require_test_interactions(dataset)  # a victim is never trained without a test to report
     device = resolve_device(device)
     if kind == "lightgcn":
         for name, enc in (("image_encoder", image_encoder), ("text_encoder", text_encoder)):

@@ -55,6 +55,7 @@ class VBPR(Victim):
     """VBPR over visual and/or text features (see module docstring for the equations)."""
 
     kind = "vbpr"
+    items_independent = True  # an item's row is its ID embedding and its own features' projection
     config_class = VBPRConfig
     config: VBPRConfig
 

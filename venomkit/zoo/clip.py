@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from venomkit.data.catalog import Catalog
+from venomkit.zoo.images import fitted_images
 from venomkit.models.freeze import freeze
 from venomkit.progress import progress as progress_bar
 
@@ -141,7 +142,7 @@ class _Pairs:
 
 def _pairs(catalog: Catalog, indices: Sequence[int], with_attributes: bool) -> _Pairs:
     indices = list(indices)
-    images = torch.stack([catalog.image(i).mul(255).round().to(torch.uint8) for i in indices])
+    images = fitted_images(catalog, indices, MODEL_CFG["vision_cfg"]["image_size"], uint8=True)
     attrs = {k: [catalog.attributes[k][i] for i in indices] for k in TOYSHOP_ATTRIBUTES} if with_attributes else None
     return _Pairs(images, [catalog.texts[i] for i in indices], attrs)
 

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from venomkit.data.catalog import Catalog
+from venomkit.zoo.images import fitted_images
 from venomkit.models.freeze import freeze
 from venomkit.progress import progress as progress_bar
 
@@ -71,7 +72,7 @@ class CnnTrainConfig:
 
 
 def _images_uint8(catalog: Catalog, indices: Sequence[int]) -> torch.Tensor:
-    return torch.stack([catalog.image(i).mul(255).round().to(torch.uint8) for i in indices])
+    return fitted_images(catalog, indices, IMAGE_SIZE, uint8=True)
 
 
 def _labels(catalog: Catalog, indices: Sequence[int], heads: dict[str, list[str]]) -> torch.Tensor:

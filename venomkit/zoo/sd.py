@@ -46,6 +46,7 @@ import torch.nn.functional as F
 
 from venomkit.models.freeze import freeze
 from venomkit.progress import progress as progress_bar
+from venomkit.zoo.images import fitted_images
 
 __all__ = [
     "FAST_TRAINING",
@@ -390,10 +391,6 @@ class _Data:
     eval_index: list[int]  # catalog indices of the held-out items
 
 
-def _to_uint8(images: torch.Tensor) -> torch.Tensor:
-    return images.clamp(0, 1).mul(255).round().to(torch.uint8)
-
-
 def _captions_of(catalog, index: int) -> list[str]:
     """The prompts an item is trained with: its short caption (toyshop) and its description."""
     prompts = []
@@ -407,17 +404,11 @@ def _captions_of(catalog, index: int) -> list[str]:
     return prompts
 
 
-def _fit(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize (N, 3, H, W) images to ``size`` px (antialiased) when a catalog has another size."""
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images
-    return F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
-
-
 def _prepare_data(dataset, training: SDTraining, seed: int, image_size: int) -> _Data:
     """Held-out catalog items for the figures; the rest (plus extra toyshop items) for training.
 
-    Catalogs of another image size (e.g. ML-100K posters) are resized to ``image_size``.
+    Photos of other sizes (e.g. ML-100K posters) are resized and centre-cropped to ``image_size``
+    (``venomkit.zoo.images.fitted_images``).
     """
     catalog = dataset.catalog
     n = len(catalog)
@@ -426,16 +417,16 @@ def _prepare_data(dataset, training: SDTraining, seed: int, image_size: int) -> 
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     n_eval = min(training.eval_items, max(1, n // 5))
     eval_index, train_index = sorted(order[:n_eval]), order[n_eval:]
-    images = [_to_uint8(_fit(catalog.image_batch(train_index[s : s + 512]), image_size)) for s in range(0, len(train_index), 512)]
+    images = [fitted_images(catalog, train_index[s : s + 512], image_size, uint8=True) for s in range(0, len(train_index), 512)]
     captions = [_captions_of(catalog, i) for i in train_index]
     if training.extra_items and dataset.name.startswith("toyshop"):
         from venomkit.data import toyshop
 
         # More pictures of the same world from an unrelated seed; the catalog stays held out.
         extra = toyshop.make(n_users=20, n_items=training.extra_items, image_size=image_size, seed=seed + 7919)
-        images.append(_to_uint8(extra.catalog.image_batch(list(range(len(extra.catalog))))))
+        images.append(fitted_images(extra.catalog, range(len(extra.catalog)), image_size, uint8=True))
         captions += [_captions_of(extra.catalog, i) for i in range(len(extra.catalog))]
-    eval_images = _fit(catalog.image_batch(eval_index).float(), image_size)
+    eval_images = fitted_images(catalog, eval_index, image_size)
     eval_captions = [_captions_of(catalog, i)[0] for i in eval_index]
     return _Data(torch.cat(images), captions, eval_images, eval_captions, eval_index)
 

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from venomkit.progress import progress as progress_bar
+from venomkit.zoo.images import fitted_images
 from venomkit.victims.mllm_ranker import MLLMRanker
 
 
@@ -200,7 +201,7 @@ def pretrain_captions(ranker: MLLMRanker, dataset, cfg: VLMTrainConfig, seed: in
     rng = np.random.default_rng(seed + 17)
     tok = ranker.tokenizer
     titles = item_titles(dataset.catalog)
-    images = dataset.catalog.image_batch(range(dataset.n_items))
+    images = fitted_images(dataset.catalog, range(dataset.n_items), cfg.image_size)
     prompt_ids, _ = ranker.tokenize([build_caption_prompt(ranker.image_token)])
     prompt_ids = prompt_ids[0].tolist()
     answers = [tok(" " + t, add_special_tokens=False).input_ids + [tok.eos_token_id] for t in titles]
@@ -247,7 +248,7 @@ def train_vlm(ranker: MLLMRanker, dataset, cfg: VLMTrainConfig, seed: int) -> li
     everything = dataset.interactions
     titles = item_titles(dataset.catalog)
     texts = dataset.catalog.texts
-    images = dataset.catalog.image_batch(range(dataset.n_items))
+    images = fitted_images(dataset.catalog, range(dataset.n_items), cfg.image_size)
     users = np.flatnonzero(train.user_degree() >= 2)
     if len(users) == 0:
         raise ValueError(f"dataset {dataset.name!r}: no user has 2 training interactions; the ranker cannot be trained")
