@@ -55,16 +55,17 @@ def project(adv: torch.Tensor, clean: torch.Tensor, eps: float, norm: str) -> to
     L2 norm <= eps. Clipping to [0, 1] afterwards cannot leave either ball because ``clean``
     lies in [0, 1] (it only shrinks each coordinate's change).
     """
-    delta = adv - clean
+    delta = adv - clean  # a new tensor: the in-place steps below touch neither input
     if norm == "linf":
-        delta = delta.clamp(-eps, eps)
+        delta.clamp_(-eps, eps)
     elif norm == "l2":
         norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
         factor = (eps / norms).clamp(max=1.0)
-        delta = delta * factor.view(-1, *([1] * (delta.dim() - 1)))
+        delta.mul_(factor.view(-1, *([1] * (delta.dim() - 1))))
     else:
         raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
-    return (clean + delta).clamp(0.0, 1.0)
+    # In place: on a batch of native photos (16 x 3 x 1750 x 1166) every temporary is 400 MB.
+    return delta.add_(clean).clamp_(0.0, 1.0)
 
 
 # ----------------------------------------------------------------------------------------
