@@ -136,7 +136,12 @@ def _top_help() -> str:
 
 
 def configure_logging(quiet: bool = False) -> None:
-    """Log venomkit's progress lines and notes to stderr (``[rank N]`` prefixed in a process group)."""
+    """Log venomkit's progress lines and notes to stderr (``[rank N]`` prefixed in a process group).
+
+    The ``venomkit`` logger gets its own handler and stops propagating to the root logger
+    (libraries that call ``logging.basicConfig`` would print every line twice); :func:`main`
+    restores both when the command returns.
+    """
     logger = logging.getLogger("venomkit")
     for handler in list(logger.handlers):
         if getattr(handler, "_venomkit", False):
@@ -148,6 +153,7 @@ def configure_logging(quiet: bool = False) -> None:
     handler._venomkit = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     from venomkit import progress
 
     was_quiet = progress.is_quiet()
+    logger = logging.getLogger("venomkit")
+    was = (logger.level, logger.propagate, list(logger.handlers))
     try:
         parser, _ = build_parser(name)
         args = parse_command_line(parser, argv[1:])
@@ -181,7 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
     finally:
-        progress.set_quiet(was_quiet)  # a command run in-process (a notebook, a test) leaves no switch behind
+        # A command run in-process (a notebook, a test) leaves no switch behind.
+        progress.set_quiet(was_quiet)
+        logger.setLevel(was[0])
+        logger.propagate = was[1]
+        logger.handlers[:] = was[2]
 
 
 if __name__ == "__main__":

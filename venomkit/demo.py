@@ -23,6 +23,9 @@ FAST = (
     "attacks.insa.config.steps=10",
     "attacks.expa.config.steps=10",
     "attacks.llm_rewrite.config.n_candidates=4",
+    "attacks.auv_fusion.config.mlp_items=16",
+    "attacks.auv_fusion.config.mlp_epochs=1",
+    "attacks.auv_fusion.config.user_epochs=10",
 )
 """Overrides of ``--fast`` (the same recipe, smaller)."""
 

@@ -74,7 +74,7 @@ def test_resume_reruns_only_unfinished_batches_and_ends_equal(pgd_run, tmp_path,
     records[1].unlink()  # batch 0 half committed
     calls = []
     real = engine.attack_batch
-    monkeypatch.setattr(engine, "attack_batch", lambda ctx, targets: calls.append(list(targets)) or real(ctx, targets))
+    monkeypatch.setattr(engine, "attack_batch", lambda ctx, targets, memo=None: calls.append(list(targets)) or real(ctx, targets, memo))
     attack_run(copy, "pgd", ["steps=2"], targets=4, batch_size=3)
     assert len(calls) == 1 and len(calls[0]) == 3  # the half-done batch re-ran whole; the done one did not
     assert (copy / "results.csv").read_bytes() == (out / "results.csv").read_bytes()
@@ -180,3 +180,49 @@ def test_explicit_targets_and_their_errors(tmp_path):
         attack_run(tmp_path / "a", "fgsm", ["targets.items=[item0001,nope]"])
     summary = attack_run(tmp_path / "b", "fgsm", ["targets.items=[item0003,item0001]"])
     assert summary["targets"] == ["item0003", "item0001"]
+
+
+def test_surrogate_victim_content_is_made_once_and_scored_by_each_victim(tmp_path, monkeypatch):
+    """Grey-box PGD on the attacker's own VBPR (another seed, never attacked): the two victims
+    score the same saved PNGs, made once per batch, equal to a run with one victim alone."""
+    from venomkit.attacks.pgd import PGD
+
+    calls = []
+    original = PGD.__call__
+
+    def counted(self, victim, images, *args, **kwargs):
+        calls.append(len(images))
+        return original(self, victim, images, *args, **kwargs)
+
+    monkeypatch.setattr(PGD, "__call__", counted)
+    victims = ("victims=[{name: vbpr, kind: vbpr, train: {epochs: 2}}, {name: amr, kind: amr, train: {epochs: 2}}, "
+               "{name: mine, kind: vbpr, attacked: false, train: {epochs: 2, seed: 1}}]")
+    grey = ["defenses=[]", "attacks=[{attack: pgd, config: {steps: 2}, surrogate_victim: mine}]", "outputs.tables=[promotion]", "metrics.ks=[5,50]"]
+    run = load_run(REPO / "defenses" / "judge.yaml", [victims, *grey], RunFlags(data=SMALL_SHOP, targets=3, batch_size=2))
+    run.recipe.outputs.report = False
+    summary = execute(run, tmp_path / "both", progress=False)
+    assert [s["victim"] for s in summary["settings"]] == ["vbpr", "amr"]  # the surrogate is never a target
+    assert summary["victims"]["mine"]["role"] == "attacker's surrogate"
+    assert calls == [2, 1]  # two batches, each made once for both victims
+    table = rows(tmp_path / "both" / "results.csv")
+    by_victim = {v: {r["item_id"]: r for r in table if r["victim"] == v} for v in ("vbpr", "amr")}
+    for item, r in by_victim["vbpr"].items():
+        same = by_victim["amr"][item]
+        assert (tmp_path / "both" / r["adv_image"]).read_bytes() == (tmp_path / "both" / same["adv_image"]).read_bytes()
+    promotion = rows(tmp_path / "both" / "promotion.csv")
+    assert [(r["victim"], r["method"], float(r["budget"])) for r in promotion] == [("vbpr", "pgd", pytest.approx(8 / 255)), ("amr", "pgd", pytest.approx(8 / 255))]
+    for r in promotion:
+        mine_rows = by_victim[r["victim"]].values()
+        for k in (5, 50):
+            gain = np.mean([float(x[f"hr@{k}_after"]) for x in mine_rows]) - np.mean([float(x[f"hr@{k}_before"]) for x in mine_rows])
+            assert float(r[f"hr@{k}_gain"]) == pytest.approx(gain, abs=1e-12)
+        assert float(r["ssim"]) == pytest.approx(np.mean([float(x["ssim"]) for x in mine_rows]))
+    assert (tmp_path / "both" / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    alone = ("victims=[{name: amr, kind: amr, train: {epochs: 2}}, {name: mine, kind: vbpr, attacked: false, train: {epochs: 2, seed: 1}}]")
+    run = load_run(REPO / "defenses" / "judge.yaml", [alone, *grey], RunFlags(data=SMALL_SHOP, targets=3, batch_size=2))
+    run.recipe.outputs.report = False
+    execute(run, tmp_path / "alone", progress=False)
+    for r in rows(tmp_path / "alone" / "results.csv"):
+        shared = by_victim["amr"][r["item_id"]]
+        assert (tmp_path / "alone" / r["adv_image"]).read_bytes() == (tmp_path / "both" / shared["adv_image"]).read_bytes()
+        assert r["hr@50_after"] == shared["hr@50_after"]

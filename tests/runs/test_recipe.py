@@ -29,6 +29,12 @@ def test_every_defense_folder_recipe_validates(path):
     assert run.recipe.victims
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_experiment_recipe_validates(path):
+    run = load_run(path)
+    assert run.attacks and any(v.attacked for v in run.recipe.victims)
+
+
 def test_demo_runs_every_registered_attack():
     run = load_run(REPO / "defenses" / "demo.yaml")
     assert {a.cls.name for a in run.attacks} == set(ATTACK_NAMES), "a new attack adds itself to defenses/demo.yaml"

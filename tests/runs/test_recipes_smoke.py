@@ -11,7 +11,7 @@ from venomkit.config import config_fields
 from venomkit.runs import RunFlags, execute, load_run
 from venomkit.runs.recipe import read_recipe
 
-TINY_CONFIG = {"steps": "1", "n_candidates": "2", "epochs": "1"}
+TINY_CONFIG = {"steps": "1", "n_candidates": "2", "epochs": "1", "user_epochs": "2", "mlp_items": "4", "mlp_epochs": "1", "image_steps": "1"}
 """Tiny budgets for whichever of these fields a recipe's config class has."""
 
 FLAGS = dict(data=SMALL_SHOP, targets=2, max_interactions=60)

@@ -17,6 +17,7 @@ _REGISTRY = {
     "token_hotflip": ("venomkit.attacks.token_hotflip", "TokenHotFlip"),
     "llm_rewrite": ("venomkit.attacks.llm_rewrite", "LLMRewrite"),
     "joint": ("venomkit.attacks.joint", "JointAttack"),
+    "auv_fusion": ("venomkit.attacks.auv_fusion", "AUVFusion"),
     # The UAT-MC paper's feature-space attacks (perturb feature rows, not content), for judgements.
     "feature_fgsm": ("venomkit.attacks.feature", "FeatureFGSM"),
     "feature_pgd": ("venomkit.attacks.feature", "FeaturePGD"),

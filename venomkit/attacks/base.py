@@ -28,6 +28,7 @@ import copy
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal, Mapping, Sequence
 
 import numpy as np
@@ -106,6 +107,27 @@ class Knowledge:
         """The same knowledge for a subset of the targets (per-target fields sliced)."""
         words = None if self.protected_words is None else [self.protected_words[r] for r in rows]
         return Knowledge(self.train, self.popularity, self.texts, self.images, words)
+
+
+@dataclass
+class PrepareContext:
+    """What an attack that trains its own (attacker-side) models may read, and where it keeps them.
+
+    An attack with such models (AUV-Fusion's user model and perturbation MLP) defines
+    ``prepare(ctx: PrepareContext)``: train them, or load them when ``folder`` already holds
+    them; the run engine calls it in the main process before any target is attacked.
+
+    ``dataset`` gives the catalog (photos, texts) and ``split.train`` (the training
+    interactions: what the paper's attacker knows); ``targets`` are the run's evaluated targets
+    (never used for training); ``folder`` holds the trained state (written once, read by
+    every process).
+    """
+
+    dataset: Any
+    knowledge: Knowledge
+    targets: list[int]
+    folder: Path
+    device: str = "cpu"
 
 
 @dataclass

@@ -240,7 +240,7 @@ def _hub_snapshot(repo_id: str, spec: str, what: str, hint: str) -> Path:
 
 
 @contextlib.contextmanager
-def _library_progress_bars_off() -> Iterator[None]:
+def library_progress_bars_off() -> Iterator[None]:
     """transformers' / diffusers' own "Loading weights" bars off while loading (venomkit reports progress itself)."""
     switched = []
     for name in ("transformers", "diffusers"):
@@ -268,7 +268,7 @@ def load_pretrained(loader: Any, spec: str | Path, *, what: str = "model", **kwa
     """
     folder = resolve_model(spec, what=what)
     try:
-        with _library_progress_bars_off():
+        with library_progress_bars_off():
             return loader.from_pretrained(str(folder), **kwargs)
     except (OSError, ValueError) as exc:
         reason = " ".join(str(exc).split())
@@ -280,5 +280,5 @@ def load_pretrained(loader: Any, spec: str | Path, *, what: str = "model", **kwa
 __all__ = [
     "DEFAULT_HINT", "HF_HUB_PREFIX", "LOCAL_DIR_PREFIX", "WeightsNotAvailableError", "ZOO_ENV", "ZOO_MODELS", "ZOO_PREFIX",
     "available", "cached_hub_file", "cached_hub_snapshot", "is_hub_id", "is_location_spec", "is_zoo_spec",
-    "load_pretrained", "resolve_model", "resolve_zoo", "weights_not_cached_error", "zoo_root",
+    "library_progress_bars_off", "load_pretrained", "resolve_model", "resolve_zoo", "weights_not_cached_error", "zoo_root",
 ]

@@ -22,10 +22,11 @@ import contextlib
 import dataclasses
 import io
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -101,11 +102,29 @@ class BatchContext:
     jpeg_quality: int | None = None
 
 
-def attack_batch(ctx: BatchContext, targets: Sequence[int]) -> list[dict[str, Any]]:
+def victim_independent_key(ctx: BatchContext, targets: Sequence[int]) -> tuple[Any, ...] | None:
+    """A key for the batch's adversarial content when it cannot depend on the victim scored.
+
+    True of an attack that never reads the victim (``victim_independent``: AUV-Fusion) and of
+    one optimised on a surrogate victim; the key holds the attack's effective config, so two
+    settings share content only when they would compute it identically.
+    """
+    from venomkit.victims.base import Victim
+
+    attack = ctx.attack
+    if not (getattr(attack, "victim_independent", False) or isinstance(getattr(attack, "surrogate", None), Victim)):
+        return None
+    return (ctx.setting.attack, tuple(int(t) for t in targets), repr(getattr(attack, "config", None)))
+
+
+def attack_batch(ctx: BatchContext, targets: Sequence[int], memo: dict[tuple[Any, ...], Any] | None = None) -> list[dict[str, Any]]:
     """Attack B targets, save and read back their content, and return one record per target.
 
     A record is ``{"row": {...result columns...}, "text": {"original", "adversarial"} | None,
-    "seconds": ...}``; the caller commits it.
+    "seconds": ...}``; the caller commits it. ``memo`` (one entry, kept by the caller across
+    settings) reuses the content of an attack that does not depend on the victim
+    (:func:`victim_independent_key`): the next victim scores the same images and texts, and
+    its records report the seconds it took to make them (plus their own saving).
     """
     catalog = ctx.dataset.catalog
     attack, victim = ctx.attack, ctx.victim
@@ -117,13 +136,22 @@ def attack_batch(ctx: BatchContext, targets: Sequence[int]) -> list[dict[str, An
     adv_saved: list[torch.Tensor] | None = None
     clean_saved: list[torch.Tensor] | None = None
     paths: list[dict[str, str]] = [{} for _ in targets]
+    key = victim_independent_key(ctx, targets) if memo is not None else None
+    made_seconds = None
     if "features" in perturbs:
         adv_rows, diagnostics = attack.attack_rows(victim, index, ctx.dataset.split.train)
     else:
         images = [im.to(victim.device) for im in catalog.image_list(targets)]
-        categories = catalog.attributes.get("category")
-        knowledge = dataclasses.replace(ctx.knowledge, protected_words=[[str(categories[t])] for t in targets] if categories is not None else None)
-        result = attack(victim, images, texts, index, knowledge=knowledge)
+        if key is not None and key in memo:
+            result, made_seconds = memo[key]
+            t0 = time.perf_counter()
+        else:
+            categories = catalog.attributes.get("category")
+            knowledge = dataclasses.replace(ctx.knowledge, protected_words=[[str(categories[t])] for t in targets] if categories is not None else None)
+            result = attack(victim, images, texts, index, knowledge=knowledge)
+            if key is not None:
+                memo.clear()
+                memo[key] = (result, time.perf_counter() - t0)
         diagnostics = result.diagnostics
         if "text" in perturbs:
             adv_texts = list(result.adv_texts)
@@ -134,7 +162,7 @@ def attack_batch(ctx: BatchContext, targets: Sequence[int]) -> list[dict[str, An
                 clean_saved.append(clean)
                 adv_saved.append(adv)
                 paths[b] = files
-    seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0 + (made_seconds or 0.0)  # a reused content's making counted
 
     batch = TargetBatch(
         victim=victim, targets=list(targets), train=ctx.dataset.split.train.matrix, ks=ctx.ks, clean_texts=texts,
@@ -181,19 +209,21 @@ def _save_images(ctx: BatchContext, item_id: str, clean: torch.Tensor, adv: torc
 # ----------------------------------------------------------------------------------------
 
 
-def build_attack(resolved: ResolvedAttack, victim: Any, device: str) -> Any:
+def build_attack(resolved: ResolvedAttack, victim: Any, device: str, surrogate_victim: Any = None) -> Any:
     """The attack object of a setting (its own models loaded by ``from_config``).
 
     A graph victim (MMGCN, LightGCN) couples items, so a batch of targets optimised in one
     tensor interact there; unless the recipe sets ``batch_targets``, each target is optimised
-    alone on such a victim, as it is evaluated.
+    alone on such a victim, as it is evaluated (the model optimised on decides: the
+    ``surrogate_victim`` when there is one).
     """
     from venomkit.victims.graph import GraphMixin
 
     config = resolved.config
-    if isinstance(victim, GraphMixin) and hasattr(config, "batch_targets") and "batch_targets" not in resolved.explicit:
+    optimised_on = surrogate_victim if surrogate_victim is not None else victim  # the model the gradients come from
+    if isinstance(optimised_on, GraphMixin) and hasattr(config, "batch_targets") and "batch_targets" not in resolved.explicit:
         config = dataclasses.replace(config, batch_targets=False)
-    surrogate = None
+    surrogate = surrogate_victim
     if resolved.spec.surrogate:
         from venomkit.encoders.loading import load_image_encoder
 
@@ -278,10 +308,12 @@ def execute(
 
     builder = VictimBuilder(run, dataset, digest, store.out, cache, device, progress=progress and procs.is_main, given=victims)
     planned = builder.planned()
-    plan = make_plan([{"name": v.name, "backbone": v.backbone, "defense": v.defense, "modalities": v.modalities} for v in planned],
+    plan = make_plan([{"name": v.name, "backbone": v.backbone, "defense": v.defense, "modalities": v.modalities} for v in planned if v.attacked],
                      run.attacks, targets, recipe.targets.batch_size)
     if procs.is_main:
         built = builder.build_all()
+        by_name = {v.name: v for v in built}
+        prepare_attackers(run, dataset, digest, targets, store.out, cache, device, load_victim=lambda name: builder.load(by_name[name]))
     procs.barrier()
     run_victims = {v.name: v for v in (built if procs.is_main else planned)}
     item_ids = dataset.catalog.item_ids
@@ -292,7 +324,7 @@ def execute(
                 n_done, len(pending), f", {len(mine)} on process {procs.rank} of {procs.world}" if procs.world > 1 else "")
 
     with torch_threads(recipe.threads):
-        _run_jobs(run, mine, run_victims, builder, dataset, store, device, procs, progress, stealth_clip, attacks or {})
+        _run_jobs(run, mine, run_victims, builder, dataset, store, device, procs, progress, stealth_clip, attacks or {}, targets)
     procs.barrier()
     if not procs.is_main:
         return {}
@@ -310,9 +342,64 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def attacker_folder(out: Path, name: str) -> Path:
+    """Where an attack's own trained models live in the run folder (``attackers/<attack>/``)."""
+    return Path(out) / "attackers" / name
+
+
+def prepare_attackers(run: ResolvedRun, dataset: Any, data_digest: str, targets: Sequence[int], out: Path, cache: Path | None, device: str,
+                      load_victim: Callable[[str], Any] | None = None) -> None:
+    """Main process: train the attacker-side models of every attack that has any (``prepare``).
+
+    An attack with a ``prepare(ctx)`` method (AUV-Fusion's user model and MLP) is trained
+    once per run, into ``attackers/<attack>/``, from where every process loads it; the state
+    is cached by content hash (data, the attack's config, the targets it must not train on,
+    venomkit's code), so another run with the same attack does not train it again.
+    ``load_victim(name)`` gives an attack its ``surrogate_victim`` (the attacker's own model).
+    """
+    import shutil
+    import tempfile
+
+    from venomkit.atomic import TMP_PREFIX
+    from venomkit.runs.fingerprint import code_digest, sha256_json
+
+    for resolved in run.attacks:
+        if not hasattr(resolved.cls, "prepare"):
+            continue
+        folder = attacker_folder(out, resolved.spec.name)
+        if (folder / "prepared.json").is_file():
+            continue
+        key = sha256_json({"what": "attacker models", "class": resolved.to_dict()["class"], "config": dataclasses.asdict(resolved.config),
+                           "data": data_digest, "targets": sorted(int(t) for t in targets), "code": code_digest()})
+        hit = cache / "attackers" / key[:32] if cache is not None else None
+        if hit is not None and (hit / "prepared.json").is_file():
+            logger.info("attack %s: its models were trained before, loaded from the cache (%s)", resolved.spec.name, hit)
+            shutil.copytree(hit, folder, dirs_exist_ok=True)
+            continue
+        surrogate = load_victim(resolved.spec.surrogate_victim) if resolved.spec.surrogate_victim and load_victim else None
+        attack = build_attack(resolved, None, device, surrogate)
+        attack.prepare(_prepare_context(dataset, targets, folder, device))
+        if hit is not None:
+            hit.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=hit.parent))
+            shutil.copytree(folder, tmp, dirs_exist_ok=True)
+            try:
+                os.replace(tmp, hit)
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _prepare_context(dataset: Any, targets: Sequence[int], folder: Path, device: str) -> Any:
+    from venomkit.attacks.base import Knowledge, PrepareContext
+
+    train = dataset.split.train
+    knowledge = Knowledge(train=train.matrix, popularity=train.popularity(), texts=dataset.catalog.texts, images=dataset.catalog.image_list)
+    return PrepareContext(dataset=dataset, knowledge=knowledge, targets=[int(t) for t in targets], folder=folder, device=device)
+
+
 def _run_jobs(run: ResolvedRun, jobs: Sequence[Job], victims: dict[str, RunVictim], builder: VictimBuilder, dataset: Any,
               store: RunStore, device: str, procs: Processes, progress: bool, stealth_clip: tuple[Any, Any] | None,
-              given_attacks: dict[str, Any]) -> None:
+              given_attacks: dict[str, Any], run_targets: Sequence[int]) -> None:
     from venomkit.attacks.base import Knowledge
     from venomkit.progress import progress as progress_bar
 
@@ -326,6 +413,7 @@ def _run_jobs(run: ResolvedRun, jobs: Sequence[Job], victims: dict[str, RunVicti
     single = len({j.setting for j in jobs}) == 1 and _is_single_setting(run)
     contexts: dict[Setting, BatchContext] = {}
     loaded: dict[str, Any] = {}
+    memo: dict[tuple[Any, ...], Any] = {}  # the last victim-independent batch's content (jobs come attack, batch, victim)
     clip_spec = recipe.metrics.stealth_clip
     shared_clip = stealth_clip if stealth_clip is not None else (stealth_clip_pair(clip_spec, None, device) if clip_spec else None)
     bar = progress_bar(total=sum(len(j.targets) for j in jobs), desc="targets" if procs.world == 1 else f"targets (process {procs.rank})",
@@ -337,15 +425,25 @@ def _run_jobs(run: ResolvedRun, jobs: Sequence[Job], victims: dict[str, RunVicti
                 if s.victim not in loaded:
                     loaded[s.victim] = builder.load(victims[s.victim])
                 victim = loaded[s.victim]
+                resolved = attacks[s.attack]
+                surrogate = None
+                if resolved.spec.surrogate_victim is not None:
+                    name = resolved.spec.surrogate_victim
+                    if name not in loaded:
+                        loaded[name] = builder.load(victims[name])
+                    surrogate = loaded[name]
+                attack = given_attacks.get(s.attack) or build_attack(resolved, victim, device, surrogate)
+                if hasattr(attack, "prepare"):
+                    attack.prepare(_prepare_context(dataset, run_targets, attacker_folder(store.out, s.attack), device))
                 contexts[s] = BatchContext(
-                    setting=s, victim=victim, attack=given_attacks.get(s.attack) or build_attack(attacks[s.attack], victim, device), dataset=dataset,
+                    setting=s, victim=victim, attack=attack, dataset=dataset,
                     knowledge=knowledge, collectors=recipe.metrics.collectors, ks=recipe.metrics.ks, shop=shop,
                     stealth_clip=shared_clip if shared_clip is not None else stealth_clip_pair(None, victim, device),
                     image_dir=store.out / "images" / ("" if single else s.key), out=store.out, grids=recipe.outputs.grids,
                     jpeg_quality=parse_save_format(recipe.outputs.save_format),
                 )
             bar.set_postfix(setting=s.key)
-            for t, record in zip(job.targets, attack_batch(contexts[s], job.targets)):
+            for t, record in zip(job.targets, attack_batch(contexts[s], job.targets, memo)):
                 record["process"] = procs.rank
                 store.commit(s.key, dataset.catalog.item_ids[t], record)
             bar.update(len(job.targets))
@@ -399,6 +497,16 @@ def finish(run: ResolvedRun, plan: Any, targets: Sequence[int], victims: dict[st
         table = judge_rows(dataset.name, settings, victim_summaries)
         store.write_table(table, format_judge_table(table))
         summary["judge"] = table
+    if "promotion" in recipe.outputs.tables:
+        from venomkit.runs.frontier import frontier_png
+        from venomkit.runs.tables import attack_budget, format_promotion_table, promotion_rows
+
+        info = {a.spec.name: {"method": a.cls.name, "budget": attack_budget(a.config)} for a in run.attacks}
+        table = promotion_rows(dataset.name, settings, info, recipe.metrics.ks)
+        store.write_table(table, format_promotion_table(table, recipe.metrics.ks), stem="promotion")
+        summary["promotion"] = table
+        if any(r.get("ssim") is not None for r in table):
+            frontier_png(table, min(recipe.metrics.ks), store.out / "frontier.png")
     store.write_summary(summary)
     if recipe.outputs.report:
         from venomkit.runs.report import build_report

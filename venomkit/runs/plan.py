@@ -65,10 +65,21 @@ def batches(targets: Sequence[int], batch_size: int) -> list[tuple[int, ...]]:
 
 
 def shard(jobs: Sequence[Job], rank: int, world: int) -> list[Job]:
-    """This process's jobs: every ``world``-th pending job starting at ``rank``."""
+    """This process's jobs: every ``world``-th unit of pending jobs starting at ``rank``.
+
+    A unit is a run of consecutive jobs of one attack on one batch of targets (the same batch
+    against each victim): it stays in one process, so an attack whose content does not depend
+    on the victim scored (AUV-Fusion, any attack on a surrogate victim) makes it once.
+    """
     if not 0 <= rank < world:
         raise ValueError(f"rank {rank} is outside a world of {world} processes")
-    return list(jobs[rank::world])
+    units: list[list[Job]] = []
+    for job in jobs:
+        if units and (units[-1][0].setting.attack, units[-1][0].targets) == (job.setting.attack, job.targets):
+            units[-1].append(job)
+        else:
+            units.append([job])
+    return [job for unit in units[rank::world] for job in unit]
 
 
 def make_plan(
@@ -102,5 +113,6 @@ def make_plan(
                 continue
             settings.append(Setting(v["name"], v["backbone"], v["defense"], a.spec.name))
     cut = batches(list(targets), batch_size)
-    jobs = [Job(s, i, b) for s in settings for i, b in enumerate(cut)]
+    # attack-major, then batch, then victim: one batch's content is made, then scored by each victim
+    jobs = [Job(s, i, b) for a in attacks for i, b in enumerate(cut) for s in settings if s.attack == a.spec.name]
     return Plan(settings, skipped, jobs)

@@ -172,7 +172,8 @@ class TrainSpec:
     """Plain BPR training of a victim the run trains (``venomkit.victims.training.train_bpr``).
 
     ``lr`` None takes the victim's default (1e-3; LightGCN 1e-2); ``patience`` None never
-    stops early.
+    stops early; ``seed`` None takes the run's seed (an attacker's surrogate model is trained
+    with another seed than the victim, e.g. ``train: {seed: 1}``).
     """
 
     epochs: int = 200
@@ -181,8 +182,11 @@ class TrainSpec:
     patience: int | None = 10
     weight_decay: float = 0.0
     eval_every: int = 1
+    seed: int | None = None
 
     def __post_init__(self) -> None:
+        if self.seed is not None:
+            _check_int("seed", self.seed, 0)
         _check_int("epochs", self.epochs, 1)
         _check_int("batch_size", self.batch_size, 1)
         _check_int("eval_every", self.eval_every, 1)
@@ -211,6 +215,10 @@ class VictimSpec:
             Python (identified by a hash of its weights), neither trained nor loaded.
         defend: harden this victim with each of the run's defenses (``false`` for a victim
             they cannot apply to, e.g. ID-only LightGCN under UAT-MC).
+        attacked: ``false`` makes this victim the ATTACKER's model, not a target of attacks: it
+            is built like any victim (on the training interactions only) and an attack names
+            it as its ``surrogate_victim`` (grey-box: the attack optimises on it, the real
+            victims score the result). It is never hardened.
     """
 
     name: str = ""
@@ -218,6 +226,7 @@ class VictimSpec:
     checkpoint: str | None = None
     given: bool = False
     defend: bool = True
+    attacked: bool = True
     image_encoder: str | None = None
     text_encoder: str | None = None
     train: TrainSpec = field(default_factory=TrainSpec)
@@ -294,6 +303,9 @@ class AttackSpec:
         config: fields of the attack's config, applied over the recipe's.
         surrogate: grey-box: an image encoder spec the attack optimises on instead of the
             victim's (the victim still scores the result).
+        surrogate_victim: grey-box: the name of a run victim with ``attacked: false`` (the
+            attacker's own recommender, trained on the training interactions) the attack
+            optimises on; the victims still score the result.
     """
 
     name: str = ""
@@ -301,6 +313,7 @@ class AttackSpec:
     attack: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
     surrogate: str | None = None
+    surrogate_victim: str | None = None
 
     SHORTHAND: typing.ClassVar[str] = "an attack recipe file (attacks/pgd.yaml) or a registry name (pgd)"
 
@@ -311,6 +324,8 @@ class AttackSpec:
     def __post_init__(self) -> None:
         if (self.recipe is None) == (self.attack is None):
             raise ValueError("give exactly one of recipe (an attack recipe file) or attack (a registry name)")
+        if self.surrogate is not None and self.surrogate_victim is not None:
+            raise ValueError("give at most one of surrogate (an image encoder) or surrogate_victim (a run victim)")
         if not self.name:
             self.name = Path(self.recipe).stem if self.recipe else str(self.attack).replace("-", "_")
 
@@ -380,7 +395,10 @@ class OutputSpec:
     Attributes:
         grids: write ``<item>_grid.png`` (clean | adversarial | 10x difference) per image target.
         report: write ``report.html`` at the end.
-        tables: extra tables (``judge``: the UAT-MC paper's Table 2 layout, ``table.md``/``table.csv``).
+        tables: extra tables (``judge``: the UAT-MC paper's Table 2 layout, ``table.md``/``table.csv``;
+            ``promotion``: HR@K before / after / gain at every K of ``metrics.ks`` with budget and
+            stealth per (victim, attack), ``promotion.md``/``.csv``, and ``frontier.png``: gain at
+            the smallest K against mean SSIM, one line per method).
         report_targets: targets shown per setting in the report's image grids.
         save_format: ``png`` (the adversarial photo as an 8-bit PNG, always written), or
             ``jpeg:Q`` to also write a shop-ready ``<item>_adv.jpg`` at quality Q (the PNG
@@ -389,7 +407,7 @@ class OutputSpec:
 
     grids: bool = True
     report: bool = True
-    tables: list[Literal["judge"]] = field(default_factory=list)
+    tables: list[Literal["judge", "promotion"]] = field(default_factory=list)
     report_targets: int = 12
     save_format: str = "png"
 
@@ -717,6 +735,7 @@ class ResolvedAttack:
             "description": self.description,
             "config": dataclasses.asdict(self.config),
             "surrogate": self.spec.surrogate,
+            "surrogate_victim": self.spec.surrogate_victim,
         }
 
 
@@ -748,7 +767,7 @@ class ResolvedRun:
         r = self.recipe
         victims = []
         for v in r.victims:
-            entry: dict[str, Any] = {"name": v.name}
+            entry: dict[str, Any] = {"name": v.name, "attacked": v.attacked}
             if v.given:
                 entry["given"] = True
             elif v.kind is not None:
@@ -928,6 +947,13 @@ def resolve(raw: dict[str, Any], source: Source, path: Path | None = None) -> Re
     defenses = [resolve_defense_spec(d, recipe.seed, source, ("defenses", i), relative_to) for i, d in enumerate(recipe.defenses)]
     for i, v in enumerate(recipe.victims):
         _check_victim_config(v, source, ("victims", i))
+    surrogates = {v.name for v in recipe.victims if not v.attacked}
+    for i, a in enumerate(recipe.attacks):
+        if a.surrogate_victim is not None and a.surrogate_victim not in surrogates:
+            raise source.error(("attacks", i, "surrogate_victim"), f"{a.surrogate_victim!r} is not a victim with attacked: false in this run; "
+                               f"those are: {', '.join(sorted(surrogates)) or 'none'}")
+    if not any(v.attacked for v in recipe.victims):
+        raise source.error(("victims",), "every victim has attacked: false: list at least one victim to attack")
     for section, entries in (("victims", recipe.victims), ("attacks", recipe.attacks), ("defenses", recipe.defenses)):
         names = [e.name for e in entries]
         for i, n in enumerate(names):

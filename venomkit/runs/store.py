@@ -41,8 +41,8 @@ RUN_FORMAT = "venomkit-run"
 RUN_FORMAT_VERSION = 1
 _SAFE = re.compile(r"[A-Za-z0-9_.\-]+")
 # What a run writes: --overwrite removes exactly these, nothing else of the folder.
-RUN_OUTPUTS = ("run.json", "resolved.yaml", "records", "images", "victims", "results.csv", "texts.csv",
-               "summary.json", "table.md", "table.csv", "report.html")
+RUN_OUTPUTS = ("run.json", "resolved.yaml", "records", "images", "victims", "attackers", "results.csv", "texts.csv",
+               "summary.json", "table.md", "table.csv", "promotion.md", "promotion.csv", "frontier.png", "report.html")
 
 
 class RunFolderError(ValueError):
@@ -161,6 +161,7 @@ class RunStore:
     def write_summary(self, summary: dict[str, Any]) -> Path:
         return write_json(self.out / "summary.json", summary)
 
-    def write_table(self, rows: Iterable[dict[str, Any]], markdown: str) -> None:
-        write_csv(self.out / "table.csv", list(rows))
-        write_text(self.out / "table.md", markdown)
+    def write_table(self, rows: Iterable[dict[str, Any]], markdown: str, stem: str = "table") -> None:
+        """``<stem>.csv`` and ``<stem>.md`` (the judgement: ``table``; the promotion table: ``promotion``)."""
+        write_csv(self.out / f"{stem}.csv", list(rows))
+        write_text(self.out / f"{stem}.md", markdown)

@@ -6,6 +6,10 @@
 * :func:`judge_rows` / :func:`format_judge_table` -- the layout of the UAT-MC paper's Table 2:
   one line per (backbone, defense, attack) with HR@50 before / after, RI, the feature shift of
   the targets, the victim's clean Recall / NDCG@20 and NDCG@20's change against w/o AT.
+* :func:`promotion_rows` / :func:`format_promotion_table` -- the promotion-attack papers'
+  layout (AUV-Fusion's Table 2): one line per (victim, attack) with HR@K before / after and
+  the gain (after - before) at every K of the run, the attack's method and budget, and
+  stealth (SSIM, CLIP cosine); :mod:`venomkit.runs.frontier` draws it.
 * :func:`format_screen` -- the one-screen summary ``venomkit run`` prints at the end.
 """
 
@@ -103,6 +107,52 @@ def format_judge_table(rows: Sequence[Mapping[str, Any]]) -> str:
             f"{_fmt(r.get('hr@50_after'))} | {_fmt(r.get('ri@50'), '.3f')} | {_fmt(r.get('shift_visual'), '.3f')} / {_fmt(r.get('shift_text'), '.3f')} | {_fmt(r.get('recall@20'))} | "
             f"{_fmt(r.get('ndcg@20'))} | {_pct(r.get('ndcg@20_rel_change'))} |"
         )
+    return head + "\n".join(lines) + "\n"
+
+
+def attack_budget(config: Any) -> float | None:
+    """The perturbation budget an attack's config names (``eps``), or None (no pixel budget)."""
+    eps = getattr(config, "eps", None)
+    try:
+        return None if eps is None else float(eps)
+    except (TypeError, ValueError):
+        return None
+
+
+def promotion_rows(dataset: str, settings: Sequence[Mapping[str, Any]], attacks: Mapping[str, Mapping[str, Any]],
+                   ks: Sequence[int]) -> list[dict[str, Any]]:
+    """One row per (victim, attack): HR@K before / after / gain per K, method, budget, stealth.
+
+    ``attacks`` maps an attack's name in the run to ``{"method": registry name, "budget":
+    eps or None}``. The gain is the mean over targets of after - before (= mean after - mean
+    before), AUV-Fusion's reading of a promotion.
+    """
+    out = []
+    for s in settings:
+        m = s["means"]
+        info = attacks.get(s["attack"], {})
+        row: dict[str, Any] = {"dataset": dataset, "victim": s["victim"], "attack": s["attack"], "method": info.get("method", s["attack"]),
+                               "budget": info.get("budget"), "n_targets": s["n_targets"]}
+        for k in ks:
+            before, after = m.get(f"hr@{k}_before"), m.get(f"hr@{k}_after")
+            row[f"hr@{k}_before"], row[f"hr@{k}_after"] = before, after
+            row[f"hr@{k}_gain"] = after - before if before is not None and after is not None else None
+        for key in ("ssim", "clip_image_sim", "linf", "text_edit_ratio"):
+            if key in m:
+                row[key] = m[key]
+        out.append(row)
+    return out
+
+
+def format_promotion_table(rows: Sequence[Mapping[str, Any]], ks: Sequence[int]) -> str:
+    """Markdown of :func:`promotion_rows`: HR@K before -> after (gain) per K, then stealth."""
+    head = "| victim | attack | budget | " + " | ".join(f"HR@{k} before → after (gain)" for k in ks) + " | SSIM | CLIP cos |\n"
+    head += "|---|---|---:|" + "---:|" * len(ks) + "---:|---:|\n"
+    lines = []
+    for r in rows:
+        budget = "-" if r.get("budget") is None else f"{255 * float(r['budget']):.3g}/255"
+        cells = [f"{_fmt(r.get(f'hr@{k}_before'))} → {_fmt(r.get(f'hr@{k}_after'))} ({_fmt(r.get(f'hr@{k}_gain'), '+.4f')})" for k in ks]
+        lines.append(f"| {r['victim']} | {r['attack']} | {budget} | " + " | ".join(cells) + f" | {_fmt(r.get('ssim'), '.3f')} | {_fmt(r.get('clip_image_sim'), '.3f')} |")
     return head + "\n".join(lines) + "\n"
 
 

@@ -53,11 +53,13 @@ class RunVictim:
     folder: Path
     metrics: dict[str, Any] = field(default_factory=dict)
     cached: bool = False
+    attacked: bool = True
 
     def summary(self) -> dict[str, Any]:
         """What summary.json says about the victim: figures of the clean test split and provenance."""
         m = self.metrics
-        out: dict[str, Any] = {"kind": m.get("kind"), "backbone": self.backbone, "defense": self.defense, "cached": self.cached}
+        out: dict[str, Any] = {"kind": m.get("kind"), "backbone": self.backbone, "defense": self.defense, "cached": self.cached,
+                               "role": "victim" if self.attacked else "attacker's surrogate"}
         after = m.get("test_after") if isinstance(m.get("test_after"), dict) else {}  # a defense's metrics
         for key in ("test", "cold", "popularity"):
             value = m.get(key) if isinstance(m.get(key), dict) else after.get(key)
@@ -111,8 +113,8 @@ class VictimBuilder:
             else:
                 folder = Path(spec.checkpoint).expanduser()  # type: ignore[arg-type]
                 modalities = _checkpoint_modalities(folder)
-            out.append(RunVictim(spec.name, spec.name, "none", modalities, folder))
-            if not spec.defend:
+            out.append(RunVictim(spec.name, spec.name, "none", modalities, folder, attacked=spec.attacked))
+            if not spec.defend or not spec.attacked:
                 continue
             for defense in self.run.defenses:
                 missing = [m for m in defense.config.modalities if m not in modalities]
@@ -158,6 +160,9 @@ class VictimBuilder:
         if v.metrics:
             write_json(self.out / "victims" / v.name / "metrics.json", {**v.metrics, "source_checkpoint": str(v.folder)})
 
+    def _train_seed(self, spec: Any) -> int:
+        return self.run.recipe.seed if spec.train.seed is None else spec.train.seed
+
     def _train_key(self, spec: Any) -> str:
         image, text = spec.encoders()
         return sha256_json({
@@ -167,7 +172,7 @@ class VictimBuilder:
             "models": model_digests({"encoders": [image, text]}),
             "train": spec.train.__dict__,
             "config": spec.config,
-            "seed": self.run.recipe.seed,
+            "seed": self._train_seed(spec),
             "data": self.data_digest,
             "device": self.device,
             "code": code_digest(TRAINING_CODE),
@@ -230,7 +235,7 @@ class VictimBuilder:
             return train_victim(
                 spec.kind, self.dataset, *self.encoders(image, text),
                 epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, weight_decay=t.weight_decay, patience=t.patience,
-                eval_every=t.eval_every, seed=self.run.recipe.seed, device=self.device,
+                eval_every=t.eval_every, seed=self._train_seed(spec), device=self.device,
                 feature_cache=str(self.cache_dir / "features") if self.cache_dir is not None else None,
                 progress=self.progress, **spec.config,
             )

@@ -47,6 +47,16 @@ def normalized_adjacency(edges: torch.Tensor, n_users: int, n_items: int, norm: 
     return adj.coalesce()
 
 
+def layer_mean(x: torch.Tensor, propagate: "Propagation", n_layers: int) -> torch.Tensor:
+    """LightGCN's layer combination (He et al. 2020, Eq. 4 with alpha_k = 1/(K+1)): the mean of
+    ``x, P x, P^2 x, ..., P^K x`` for ``propagate`` P and K = ``n_layers``; (N, d) -> (N, d)."""
+    total = x
+    for _ in range(n_layers):
+        x = propagate(x)
+        total = total + x
+    return total / (n_layers + 1)
+
+
 class GraphMixin:
     """Storage of the training graph for a ``Victim`` subclass (call ``_init_graph`` in __init__)."""
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from venomkit.victims.base import Features, Victim, VictimConfig, _check_int
-from venomkit.victims.graph import GraphMixin
+from venomkit.victims.graph import GraphMixin, layer_mean
 
 
 @dataclass
@@ -55,11 +55,5 @@ class LightGCN(GraphMixin, Victim):
         if features:
             raise ValueError(f"LightGCN reads no content features; got {sorted(features)}")
         x = torch.cat([self.user_embedding, self.item_embedding], dim=0)
-        total = x
-        if self.config.n_layers:
-            propagate = self.propagation()
-            for _ in range(self.config.n_layers):
-                x = propagate(x)
-                total = total + x
-        out = total / (self.config.n_layers + 1)
+        out = layer_mean(x, self.propagation(), self.config.n_layers) if self.config.n_layers else x
         return out[: self.n_users], out[self.n_users :]

@@ -1,0 +1,146 @@
+"""AUV-Fusion: the user model's kNN graph, the MLP's training items, gradients through the whole
+pass, eta = 0 as plain img2img, and a run whose saved PNGs are what was scored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from venomkit.attacks.auv_fusion import AUVFusion, AUVFusionConfig
+from venomkit.attacks.auv_fusion.user_model import DualViewConfig, DualViewGCN, knn_edges
+from venomkit.attacks.base import Knowledge, PrepareContext
+
+SMALL = dict(user_epochs=3, mlp_items=8, mlp_epochs=1, mlp_batch=4, group_size=10, knn_k=5, num_steps=10, strength=0.3)
+
+
+@pytest.fixture(scope="module")
+def shop():
+    from venomkit.data.loaders import load_dataset
+
+    return load_dataset("toyshop:n_users=120,n_items=80")
+
+
+@pytest.fixture(scope="module")
+def prepared(shop, tmp_path_factory):
+    """An amortised AUV-Fusion prepared on the small shop, the targets kept out of training."""
+    targets = [3, 17, 42]
+    attack = AUVFusion(AUVFusionConfig(**SMALL))
+    train = shop.split.train
+    knowledge = Knowledge(train=train.matrix, popularity=train.popularity(), texts=shop.catalog.texts, images=shop.catalog.image_list)
+    folder = tmp_path_factory.mktemp("auv")
+    attack.prepare(PrepareContext(shop, knowledge, targets, folder))
+    return attack, targets, folder, knowledge
+
+
+def test_knn_graph_has_k_neighbours_per_item_and_is_sparse():
+    features = torch.randn(50, 16, generator=torch.Generator().manual_seed(0))
+    edges = knn_edges(features, k=4, block=7)  # blocks of 7 rows: the block boundaries must not matter
+    assert edges.shape == (2, 200)
+    counts = torch.bincount(edges[0], minlength=50)
+    assert bool((counts == 4).all()) and not bool((edges[0] == edges[1]).any())  # k each, never itself
+    sim = torch.nn.functional.normalize(features, dim=1) @ torch.nn.functional.normalize(features, dim=1).T
+    sim.fill_diagonal_(-2)
+    assert set(edges[1][edges[0] == 7].tolist()) == set(sim[7].topk(4).indices.tolist())
+    from venomkit.attacks.auv_fusion.user_model import row_normalised
+
+    adjacency = row_normalised(edges, 50)
+    assert adjacency.is_sparse and adjacency._nnz() == 200 and torch.allclose(torch.sparse.sum(adjacency, 1).to_dense(), torch.ones(50))
+
+
+def test_the_user_model_learns_and_its_visual_view_can_be_dropped(shop):
+    from venomkit.victims.training import train_bpr, validation_metrics
+
+    features = torch.randn(shop.n_items, 16, generator=torch.Generator().manual_seed(1))
+    for visual in (True, False):
+        torch.manual_seed(0)
+        model = DualViewGCN(DualViewConfig(n_users=shop.n_users, n_items=shop.n_items, embed_dim=16, visual_dim=16, visual_view=visual), train=shop.split.train)
+        if visual:
+            model.set_clean_features({"visual": features})
+            model.set_knn_graph()
+        before = validation_metrics(model, shop.split)["recall@20"]
+        train_bpr(model, shop.split, epochs=5, lr=0.01, patience=None, progress=False)
+        assert validation_metrics(model, shop.split)["recall@20"] > before
+        assert hasattr(model, "visual_projection") == visual
+
+
+def test_evaluated_targets_are_never_mlp_training_items(prepared):
+    attack, targets, folder, _ = prepared
+    info = json.loads((folder / "prepared.json").read_text())
+    items = info["mlp"]["items"]
+    assert len(items) == SMALL["mlp_items"] and not set(items) & set(targets)
+    assert (folder / "attacker.safetensors").is_file() and info["user_model"]["recall@20"] > 0
+
+
+def test_gradients_reach_the_mlp_weights_through_the_whole_pass(prepared, shop):
+    attack, _, _, _ = prepared
+    mlp = attack.mlp
+    items = [5, 6]
+    images = torch.stack(shop.catalog.image_list(items))
+    e_group, p_group, _ = attack.groups(images, torch.tensor(items), shop.split.train)
+    mlp.zero_grad()
+    delta = mlp(e_group, attack.generator.encode_images(images))
+    adv = attack.generate(images, delta, None, [1, 2])
+    loss, terms = attack.loss(adv, images, p_group)
+    loss.sum().backward()
+    grads = [p.grad for p in mlp.parameters()]
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+    assert set(terms) == {"l_clip", "l_ssim", "l_align"} and all(bool((t >= -1e-6).all()) for t in terms.values())
+
+
+def test_a_photo_of_its_own_size_is_attacked_at_the_working_size_and_comes_back_at_its_own(prepared, shop):
+    """A 72 x 100 photo: the pass runs at toyshop-sd's 64-px working size (64 x 88), delta has
+    that latent shape, and the adversarial photo is 72 x 100, differentiable in delta."""
+    attack, _, _, _ = prepared
+    photo = torch.nn.functional.interpolate(shop.catalog.image_list([5])[0][None], size=(72, 100), mode="bilinear").clamp(0, 1)
+    e_group, p_group, _ = attack.groups(photo, torch.tensor([5]), shop.split.train)
+    z0 = attack.clean_latents(photo)
+    assert tuple(z0.shape) == (1, 4, 8, 11) and attack.generator.working_size_for(72, 100) == (64, 88)
+    delta = attack.mlp(e_group, z0).detach().requires_grad_(True)
+    adv = attack.generate(photo, delta, None, [3])
+    assert tuple(adv.shape) == (1, 3, 72, 100) and float(adv.detach().min()) >= 0 and float(adv.detach().max()) <= 1
+    loss, _ = attack.loss(adv, photo, p_group)
+    loss.sum().backward()
+    assert delta.grad is not None and float(delta.grad.abs().sum()) > 0
+
+
+def test_eta_zero_is_plain_img2img(prepared, shop):
+    attack, _, folder, knowledge = prepared
+    plain = AUVFusion(AUVFusionConfig(**{**SMALL, "eta": 0.0}))
+    plain.prepare(PrepareContext(shop, knowledge, [3, 17, 42], folder))  # loads the trained state
+    victim_free_images = torch.stack(shop.catalog.image_list([3, 17]))
+    e_group, _, _ = plain.groups(victim_free_images, torch.tensor([3, 17]), shop.split.train)
+    delta = plain.mlp(e_group, plain.generator.encode_images(victim_free_images))
+    assert float(delta.detach().abs().max()) > 0  # a real perturbation, scaled by eta = 0
+    with torch.no_grad():
+        injected = plain.generate(victim_free_images, delta, None, [1, 2])
+        reference = plain.generator.run(victim_free_images, None, strength=0.3, num_steps=10, seed=[1, 2]).images
+    assert torch.equal(injected, reference)
+
+
+def test_a_run_on_the_engine_scores_the_saved_pngs(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runs"))
+    from run_helpers import REPO, naive_hr, rows
+
+    from venomkit.data.catalog import load_image_file
+    from venomkit.data.loaders import load_dataset
+    from venomkit.runs import RunFlags, execute, load_run
+    from venomkit.victims.checkpoint import load_victim
+
+    overrides = [f"{k}={v}" for k, v in SMALL.items()] + ["victims.vbpr.train.epochs=2"]
+    run = load_run(REPO / "attacks" / "auv_fusion.yaml", overrides, RunFlags(victim="vbpr", data="toyshop:n_users=120,n_items=80", targets=3, max_interactions=40))
+    run.recipe.outputs.report = False
+    summary = execute(run, tmp_path, progress=False)
+    assert (tmp_path / "attackers" / "auv_fusion" / "prepared.json").is_file() and summary["n_targets"] == 3
+    dataset = load_dataset("toyshop:n_users=120,n_items=80")
+    victim = load_victim(tmp_path / "victims" / "vbpr")
+    for r in rows(tmp_path / "results.csv"):
+        t, adv = int(r["item_index"]), load_image_file(tmp_path / r["adv_image"])
+        with torch.no_grad():
+            features = {"visual": victim.image_encoder(adv[None]), "text": victim.text_encoder([dataset.catalog.texts[t]])}
+        assert float(r["hr@50_after"]) == pytest.approx(naive_hr(victim, dataset, t, features, 50), abs=1e-9)
+        assert 0 < float(r["ssim"]) <= 1 and "diag_l_align" in r

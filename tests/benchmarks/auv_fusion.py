@@ -1,0 +1,89 @@
+"""Benchmark: AUV-Fusion amortised (one MLP forward + one pass per new target) against per-image
+optimisation (the public port's method: delta from zero by Adam through the pass), side by side.
+
+    OMP_NUM_THREADS=1 python tests/benchmarks/auv_fusion.py                 # toyshop, zoo, CPU, 20 cold targets, VBPR
+    python tests/benchmarks/auv_fusion.py --targets 50 --image-steps 30
+    python tests/benchmarks/auv_fusion.py --device cuda                     # the SD-1.5-shaped pass on a GPU (below)
+
+One run of the run engine (``venomkit.runs.execute``, no victim cache) on toyshop: a VBPR victim
+(``zoo:toyshop-clip`` features), ``attacks/auv_fusion.yaml`` as ``amortised`` (the paper's
+method: the MLP trained once across ``mlp_items`` training items) and as ``per_image``
+(``image_steps`` Adam steps per image from delta = 0), on the same cold targets, in one process.
+Printed: seconds per new target of each (the attack's own time per batch divided by its
+targets: the pass(es), the user group and the loss; saving and measuring excluded), the ratio
+per-image / amortised (target >= 10x), the one-off cost of the amortised attack (the MLP's
+training; the user model is shared), the number of targets after which amortising pays, and
+each one's HR@5 gain (after - before, mean over targets) with the ratio amortised / per-image
+(target: within 20%, i.e. >= 0.8).
+
+``--device cuda``: runs ``auv_fusion_generator.py --device cuda`` (Stable Diffusion 1.5's shapes
+with random weights, 512 px, float16, with and without gradient checkpointing: time and peak
+memory per image of one AUV-Fusion optimisation pass), which needs a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def recipe_overrides(args: argparse.Namespace) -> list[str]:
+    attacks = ("attacks=[{name: amortised, recipe: attacks/auv_fusion.yaml}, "
+               f"{{name: per_image, recipe: attacks/auv_fusion.yaml, config: {{mode: per_image, image_steps: {args.image_steps}}}}}]")
+    return ["victims=[{kind: vbpr, train: {epochs: %d}}]" % args.victim_epochs, "defenses=[]", attacks,
+            "metrics.ks=[5,10,20]", "outputs.tables=[promotion]", "outputs.report=false", "outputs.grids=false"]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="toyshop")
+    parser.add_argument("--targets", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--image-steps", type=int, default=30, help="per-image Adam steps (public port: 30)")
+    parser.add_argument("--victim-epochs", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=None, help="run folder (default: a temporary one)")
+    args = parser.parse_args(argv)
+    if args.device != "cpu":
+        return subprocess.call([sys.executable, str(Path(__file__).with_name("auv_fusion_generator.py")), "--device", args.device])
+
+    from venomkit.runs import RunFlags, execute, load_run
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="venomkit-auv-bench-"))
+    run = load_run(REPO / "defenses" / "judge.yaml", recipe_overrides(args),
+                   RunFlags(data=args.data, targets=args.targets, batch_size=args.batch_size, threads=args.threads))
+    summary = execute(run, out, cache_dir=None, progress=sys.stderr.isatty())
+    prepared = json.loads((out / "attackers" / "amortised" / "prepared.json").read_text())
+    n = summary["n_targets"]
+    seconds = {s["attack"]: summary["attack_seconds"][f"{s['victim']}/{s['attack']}"] / n for s in summary["settings"]}
+    gains = {r["attack"]: r["hr@5_gain"] for r in summary["promotion"]}
+    ssims = {r["attack"]: r.get("ssim") for r in summary["promotion"]}
+    mlp_seconds = prepared["seconds"]["mlp"]
+    saving = seconds["per_image"] - seconds["amortised"]
+    print(f"AUV-Fusion on {args.data}, VBPR victim, {n} cold targets in batches of {args.batch_size}, torch threads {args.threads}, "
+          f"per-image {args.image_steps} Adam steps; MLP trained on {len(prepared['mlp']['items'])} items x {len(prepared['mlp']['history'])} epochs")
+    print("| mode | seconds / new target | HR@5 gain (after - before) | mean SSIM |")
+    print("|---|---:|---:|---:|")
+    for mode in ("amortised", "per_image"):
+        print(f"| {mode} | {seconds[mode]:.3f} | {gains[mode]:+.5f} | {ssims[mode]:.3f} |")
+    print(f"one-off: MLP training {mlp_seconds:.1f} s (user model {prepared['seconds']['user_model']:.1f} s, shared by both); "
+          f"amortising pays after {mlp_seconds / saving:.0f} targets" if saving > 0 else "amortising never pays here")
+    print(f"ratio time per-image / amortised: {seconds['per_image'] / seconds['amortised']:.1f}x (target >= 10x)")
+    ratio = gains["amortised"] / gains["per_image"] if gains["per_image"] else float("nan")
+    print(f"ratio HR@5 gain amortised / per-image: {ratio:.2f} (target >= 0.8)")
+    print(f"run folder: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
