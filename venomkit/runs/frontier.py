@@ -4,7 +4,9 @@ A promotion attack is only as good as what it buys at a given stealth: a larger 
 HR and lowers SSIM. The frontier puts every (victim, attack) setting of a run at (mean SSIM,
 mean HR@K gain) and joins the settings of one method (one registry name: INSA at several eps)
 in order of budget, so methods compare at matched stealth (AUV-Fusion's claim: more HR@5 than
-INSA / EXPA at the same SSIM). Settings with no SSIM (text or feature attacks) are left out.
+INSA / EXPA at the same SSIM); settings of a method without a budget (AUV-Fusion and its
+ablations) are separate labelled points. Settings with no SSIM (text or feature attacks) are
+left out.
 
 Shape: ``rows`` are :func:`venomkit.runs.tables.promotion_rows`; the picture is one panel per
 victim, x = mean SSIM in [0, 1] (right is stealthier), y = mean HR@K gain.
@@ -18,17 +20,25 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 
-def frontier_points(rows: Sequence[Mapping[str, Any]], k: int) -> dict[str, dict[str, list[tuple[float, float, str]]]]:
-    """``{victim: {method: [(ssim, gain, attack name), ...]}}`` ordered by budget (None last)."""
-    out: dict[str, dict[str, list[tuple[float, float, str, float]]]] = {}
+def _number(value: Any) -> float | None:
+    try:
+        out = float(value)  # promotion.csv gives strings, "" for no budget
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def frontier_points(rows: Sequence[Mapping[str, Any]], k: int) -> dict[str, dict[str, list[tuple[float, float, str, float | None]]]]:
+    """``{victim: {method: [(ssim, gain, attack name, budget), ...]}}``, budgeted points by
+    budget first, then the settings without a budget (drawn as separate points, never joined)."""
+    out: dict[str, dict[str, list[tuple[float, float, str, float | None]]]] = {}
     for r in rows:
-        ssim, gain = r.get("ssim"), r.get(f"hr@{k}_gain")
-        if ssim is None or gain is None or not (math.isfinite(float(ssim)) and math.isfinite(float(gain))):
+        ssim, gain = _number(r.get("ssim")), _number(r.get(f"hr@{k}_gain"))
+        if ssim is None or gain is None:
             continue
-        budget = r.get("budget")
-        order = float(budget) if budget is not None else math.inf
-        out.setdefault(r["victim"], {}).setdefault(r["method"], []).append((float(ssim), float(gain), str(r["attack"]), order))
-    return {v: {m: [p[:3] for p in sorted(pts, key=lambda p: p[3])] for m, pts in methods.items()} for v, methods in out.items()}
+        out.setdefault(str(r["victim"]), {}).setdefault(str(r["method"]), []).append((ssim, gain, str(r["attack"]), _number(r.get("budget"))))
+    order = lambda p: (p[3] is None, p[3] if p[3] is not None else 0.0)  # noqa: E731
+    return {v: {m: sorted(pts, key=order) for m, pts in methods.items()} for v, methods in out.items()}
 
 
 def frontier_png(rows: Sequence[Mapping[str, Any]], k: int, path: str | Path | None = None) -> bytes:
@@ -44,9 +54,13 @@ def frontier_png(rows: Sequence[Mapping[str, Any]], k: int, path: str | Path | N
     fig, axes = plt.subplots(1, len(points), figsize=(5.2 * len(points), 4.2), squeeze=False)
     for ax, (victim, methods) in zip(axes[0], points.items()):
         for method, pts in sorted(methods.items()):
-            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-            line, = ax.plot(xs, ys, marker="o", label=method, linewidth=1.5 if len(pts) > 1 else 0)
-            for x, y, name in pts:
+            swept = [p for p in pts if p[3] is not None]  # one method over its budgets: a line
+            single = [p for p in pts if p[3] is None]  # settings without a budget (variants, ablations): points
+            line, = ax.plot([p[0] for p in swept], [p[1] for p in swept], marker="o", label=method) if swept else \
+                ax.plot([p[0] for p in single], [p[1] for p in single], marker="D", linewidth=0, label=method)
+            if swept and single:
+                ax.plot([p[0] for p in single], [p[1] for p in single], marker="D", linewidth=0, color=line.get_color())
+            for x, y, name, _ in pts:
                 if name != method:
                     ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7, color=line.get_color())
         ax.set_title(victim)
