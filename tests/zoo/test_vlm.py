@@ -58,7 +58,7 @@ def test_hit_ratio_protocol(dataset):
 def test_fast_build_loads_through_auto_classes(dataset, tmp_path):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from venomkit.victims.mllm_ranker import MLLMRanker
+    from venomkit.victims.mllm.ranker import MLLMRanker
 
     torch.set_num_threads(1)
     cfg = VLMTrainConfig(

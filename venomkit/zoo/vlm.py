@@ -15,7 +15,7 @@ category, colour, pattern and material. Stage 2 (:func:`train_vlm`), on the trai
 interactions: each step takes users, one of their training items as the positive and a
 sampled item they never interacted with as the negative, with up to ``max_history`` other
 training items as the history, and fits the answer token (`` yes`` / `` no``) after the prompt
-of :func:`venomkit.victims.mllm_ranker.build_ranking_prompt` -- next-token cross-entropy plus
+of :func:`venomkit.victims.mllm.ranker.build_ranking_prompt` -- next-token cross-entropy plus
 a pairwise (BPR) term on the yes/no margins of the pair. With probability ``text_drop`` the
 candidate's text is left out, so the model must also read the image (the raw-pixel attacks
 need a ranker that looks at pixels).
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from venomkit.progress import progress as progress_bar
 from venomkit.zoo.images import fitted_images
-from venomkit.victims.mllm_ranker import MLLMRanker
+from venomkit.victims.mllm.ranker import MLLMRanker
 
 
 @dataclass

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from venomkit.victims.mllm_ranker import (
+from venomkit.victims.mllm.ranker import (
     MLLMRanker,
     build_ranking_prompt,
     num_image_tokens,
@@ -21,7 +21,7 @@ def vlm_folder(tmp_path_factory):
     """A tiny random LLaVA (32 px images, 8 px patches) + processor, written with save_pretrained."""
     from transformers import LlavaForConditionalGeneration
 
-    from venomkit.victims.mllm_ranker import NO, YES
+    from venomkit.victims.mllm.ranker import NO, YES
     from venomkit.zoo.tokenizer import catalog_corpus, train_tokenizer
     from venomkit.zoo.vlm import VLMTrainConfig, build_processor, model_config
 
