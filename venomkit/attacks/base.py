@@ -41,7 +41,8 @@ from venomkit.encoders.base import ImageEncoder, group_by_size
 from venomkit.eval.text_edits import token_edit_ratio  # the token budget's unit; importable from here too
 from venomkit.models.freeze import frozen_eval  # the attack contract's freezing; importable from here too
 from venomkit.progress import progress as progress_bar
-from venomkit.victims.base import Victim
+from venomkit.victims.base import Victim, scores_of_targets
+from venomkit.victims.scoring import TargetScorer
 
 
 # ----------------------------------------------------------------------------------------
@@ -147,32 +148,51 @@ class AttackResult:
 
 
 class Forward:
-    """One evaluation of a model on perturbed content of the B targets.
+    """One evaluation of a victim on perturbed content of the B targets.
 
-    ``features`` are the re-encoded per-modality rows (B, D_m) of the targets; the
-    embeddings ``(user_emb (U, d), item_emb (I, d))`` are computed on first use with those
-    rows replacing the targets' clean rows.
+    For a feature victim (:class:`~venomkit.victims.base.Victim`), ``features`` are the
+    re-encoded per-modality rows (B, D_m) of the targets; a modality missing from them is
+    encoded from ``images`` / ``texts`` by the victim's own encoder. The embeddings
+    ``(user_emb (U, d), item_emb (I, d))`` are computed on first use with those rows replacing
+    the targets' clean rows. Any other victim (the MLLM ranker) is asked through the scoring
+    contract, ``victim.target_scores(users, images, texts, item_index)``.
     """
 
-    def __init__(self, model: Victim, item_index: torch.Tensor, features: Mapping[str, torch.Tensor], images: torch.Tensor | None = None):
+    def __init__(self, model: TargetScorer, item_index: torch.Tensor, features: Mapping[str, torch.Tensor] | None = None,
+                 images: torch.Tensor | None = None, texts: Sequence[str] | None = None):
         self.model = model
         self.item_index = item_index
-        self.features = dict(features)
         self.images = images
+        self.texts = None if texts is None else list(texts)
+        self._features = dict(features or {})
         self._emb: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def features(self) -> dict[str, torch.Tensor]:
+        """The targets' re-encoded rows per modality (feature victims only)."""
+        if not isinstance(self.model, Victim):
+            raise ValueError(f"{type(self.model).__name__} has no feature tables: this objective needs a feature victim (VBPR, AMR, MMGCN)")
+        for m in self.model.modalities:
+            if m not in self._features:
+                content = self.images if m == "visual" else self.texts
+                if content is None:
+                    raise ValueError(f"no {m} content of the targets to encode")
+                self._features[m] = self.model.image_encoder(content) if m == "visual" else self.model.text_encoder(content)
+        return self._features
 
     @property
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._emb is None:
-            self._emb = self.model(self.model.features_with(self.item_index, self.features))
+            model: Victim = self.model  # type: ignore[assignment]
+            self._emb = model(model.features_with(self.item_index, self.features))
         return self._emb
 
     def target_scores(self, users: torch.Tensor | None) -> torch.Tensor:
-        """Scores (U', B) of the targets for ``users`` (all users when None)."""
+        """Scores (U', B) of the targets for ``users`` (the victim's objective users when None)."""
+        if not isinstance(self.model, Victim):
+            return self.model.target_scores(users, self.images, self.texts, self.item_index)
         user_emb, item_emb = self.embeddings
-        if users is not None:
-            user_emb = user_emb[users]
-        return user_emb @ item_emb[self.item_index].T
+        return scores_of_targets(user_emb, item_emb, users, self.item_index)
 
 
 # ----------------------------------------------------------------------------------------
@@ -256,8 +276,8 @@ class Attack(ABC):
                 config = replace_config(config, overrides, where=self.name)
         else:
             raise ValueError(f"config must be a {self.config_class.__name__} or a mapping, got {type(config).__name__}")
-        if surrogate is not None and not isinstance(surrogate, (Victim, ImageEncoder)):
-            raise ValueError(f"surrogate must be a Victim or an ImageEncoder, got {type(surrogate).__name__}")
+        if surrogate is not None and not isinstance(surrogate, (TargetScorer, ImageEncoder)):
+            raise ValueError(f"surrogate must be a victim (Victim, MLLMVictim) or an ImageEncoder, got {type(surrogate).__name__}")
         self.config = config
         self.surrogate = surrogate
 
@@ -277,7 +297,7 @@ class Attack(ABC):
 
     def __call__(
         self,
-        victim: Victim,
+        victim: TargetScorer,
         images: torch.Tensor | Sequence[torch.Tensor] | None,
         texts: Sequence[str] | None,
         item_index: torch.Tensor | Sequence[int],
@@ -294,8 +314,8 @@ class Attack(ABC):
         Returns the budget-projected adversarial content and per-target diagnostics:
         ``score_before``/``score_after`` (mean victim score over ``users``, re-encoded).
         """
-        if not isinstance(victim, Victim):
-            raise ValueError(f"victim must be a venomkit Victim, got {type(victim).__name__}")
+        if not isinstance(victim, TargetScorer):
+            raise ValueError(f"victim must implement venomkit's scoring contract (a Victim or an MLLMVictim), got {type(victim).__name__}")
         item_index = torch.as_tensor(item_index, dtype=torch.long).reshape(-1)
         b = item_index.numel()
         if b == 0:
@@ -318,6 +338,8 @@ class Attack(ABC):
             users = torch.as_tensor(users, dtype=torch.long).reshape(-1).to(device)
             if users.numel() == 0:
                 raise ValueError("users is empty: pass None for all users")
+        else:
+            users = victim.default_users()
         knowledge = knowledge or Knowledge()
         if knowledge.protected_words is not None and len(knowledge.protected_words) != b:
             raise ValueError(f"knowledge.protected_words must have one entry per target ({b})")
@@ -341,7 +363,7 @@ class Attack(ABC):
             out_images = torch.stack(adv_images) if as_tensor else list(adv_images)  # type: ignore[arg-type]
         return AttackResult(item_index.cpu(), out_images, adv_texts, diag_rows)
 
-    def _attack_group(self, victim: Victim, images: torch.Tensor | None, texts: list[str] | None, item_index: torch.Tensor,
+    def _attack_group(self, victim: TargetScorer, images: torch.Tensor | None, texts: list[str] | None, item_index: torch.Tensor,
                       users: torch.Tensor | None, knowledge: Knowledge) -> tuple[torch.Tensor | None, list[str] | None, dict[str, torch.Tensor]]:
         """Attack G targets whose images share one size (G, 3, H, W); budgets enforced here."""
         b = item_index.numel()
@@ -367,7 +389,7 @@ class Attack(ABC):
     @abstractmethod
     def perturb(
         self,
-        model: Victim,
+        model: TargetScorer,
         images: torch.Tensor | None,
         texts: list[str] | None,
         item_index: torch.Tensor,
@@ -411,10 +433,10 @@ class Attack(ABC):
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _attack_model(self, victim: Victim) -> Victim:
+    def _attack_model(self, victim: TargetScorer) -> TargetScorer:
         if self.surrogate is None:
             return victim
-        if isinstance(self.surrogate, Victim):
+        if isinstance(self.surrogate, TargetScorer):
             return self.surrogate
         return victim_with_image_encoder(victim, self.surrogate)
 
@@ -450,6 +472,8 @@ class Attack(ABC):
     def fixed_features(self, model: Victim, images: torch.Tensor | None, texts: Sequence[str] | None) -> dict[str, torch.Tensor]:
         """Features of the modalities this attack does NOT perturb (encoded once, no grad)."""
         out: dict[str, torch.Tensor] = {}
+        if not isinstance(model, Victim):
+            return out  # the victim encodes its content itself (venomkit.victims.scoring)
         with torch.no_grad():
             if "visual" in model.modalities and "visual" not in self.perturbs and images is not None:
                 out["visual"] = model.image_encoder(images)
@@ -482,15 +506,9 @@ def _device_of(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _mean_scores(victim: Victim, images, texts, item_index, users) -> torch.Tensor:
+def _mean_scores(victim: TargetScorer, images, texts, item_index, users) -> torch.Tensor:
     """Mean victim score of each target over ``users`` with its content re-encoded (B,)."""
-    if not victim.modalities:
-        user_emb, item_emb = victim()
-    else:
-        user_emb, item_emb = victim.item_representations(images, texts, item_index)
-    if users is not None:
-        user_emb = user_emb[users]
-    return (user_emb @ item_emb[item_index].T).mean(0)
+    return victim.target_scores(users, images, texts, item_index).mean(0)
 
 
 # ----------------------------------------------------------------------------------------
@@ -560,7 +578,7 @@ class IterativeImageAttack(Attack):
     perturbs: ClassVar[tuple[str, ...]] = ("visual",)
 
     @abstractmethod
-    def build_objective(self, model: Victim, images: torch.Tensor, texts, item_index, users, knowledge) -> Callable[[Forward], torch.Tensor]:
+    def build_objective(self, model: TargetScorer, images: torch.Tensor, texts, item_index, users, knowledge) -> Callable[[Forward], torch.Tensor]:
         """The per-target loss (B,) to minimise, prepared for these targets."""
 
     def perturb(self, model, images, texts, item_index, users, knowledge):
@@ -569,9 +587,7 @@ class IterativeImageAttack(Attack):
         fixed = self.fixed_features(model, images, texts)
 
         def loss_fn(x: torch.Tensor) -> torch.Tensor:
-            feats = dict(fixed)
-            feats["visual"] = model.image_encoder(x)
-            return objective(Forward(model, item_index, feats, images=x))
+            return objective(Forward(model, item_index, fixed, images=x, texts=texts))
 
         adv, best_loss, first_loss = pgd_loop(loss_fn, images, cfg, item_index, desc=f"{self.name} steps")
         return adv, None, {"objective_before": first_loss, "objective_after": best_loss}

@@ -48,9 +48,7 @@ class FGSM(IterativeImageAttack):
         fixed = self.fixed_features(model, images, texts)
 
         def loss_fn(x):
-            feats = dict(fixed)
-            feats["visual"] = model.image_encoder(x)
-            return objective(Forward(model, item_index, feats, images=x))
+            return objective(Forward(model, item_index, fixed, images=x, texts=texts))
 
         adv, final, first = pgd_loop(loss_fn, images, self.config.loop(), item_index, desc=f"{self.name} steps")
         return adv, None, {"objective_before": first, "objective_after": final}

@@ -223,8 +223,11 @@ class TokenHotFlip(Attack):
         return self.config.within_text_budget(victim.text_encoder, clean, adv)
 
     def perturb(self, model, images, texts, item_index, users, knowledge):
-        if "text" not in model.modalities or model.text_encoder is None:
+        if "text" not in model.modalities:
             raise ValueError(f"{self.name} edits texts: the victim reads no text")
+        if getattr(model, "text_encoder", None) is None:
+            raise ValueError(f"{self.name} flips tokens of the victim's text encoder: {type(model).__name__} has none "
+                             "(HotFlip over the MLLM ranker's own tokenizer is not implemented yet)")
         cfg: HotFlipConfig = self.config  # type: ignore[assignment]
         objective = cfg.promotion_objective().prepare(model, item_index, users, knowledge)
         fixed = self.fixed_features(model, images, texts)
