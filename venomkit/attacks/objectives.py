@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from venomkit.attacks.base import Forward, Knowledge
+from venomkit.attacks.base import Forward
+from venomkit.attacks.targets import Knowledge
 from venomkit.victims.base import Victim
 from venomkit.victims.scoring import TargetScorer
 

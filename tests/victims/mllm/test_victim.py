@@ -9,6 +9,7 @@ import torch
 from venomkit.victims.mllm.ranker import MLLMRanker
 from venomkit.victims.mllm.victim import MLLMVictim
 from venomkit.victims.scoring import TargetScorer
+from venomkit.attacks.targets import TargetBatch
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def test_pgd_on_pixels_raises_the_rankers_scores_within_budget(victim, dataset):
     images = dataset.catalog.image_batch(items)
     texts = [dataset.catalog.texts[i] for i in items]
     eps = 8 / 255
-    result = PGD(eps=eps, steps=4, k=5, seed=0)(victim, images, texts, items)
+    result = PGD(eps=eps, steps=4, k=5, seed=0)(victim, TargetBatch(items, images, texts))
     assert (result.adv_images - images).abs().max() <= eps + 1e-6
     assert result.adv_texts == texts  # pixels only
     gain = result.diagnostics["score_after"] - result.diagnostics["score_before"]
@@ -81,7 +82,7 @@ def test_pgd_on_pixels_raises_the_rankers_scores_within_budget(victim, dataset):
 
 def test_attacks_that_need_feature_tables_say_so(victim, dataset):
     from venomkit.attacks.expa import EXPA
-    from venomkit.attacks.base import Knowledge
+    from venomkit.attacks.targets import Knowledge
     from venomkit.attacks.token_hotflip import TokenHotFlip
 
     items = _cold_targets(dataset, 1)
@@ -89,6 +90,6 @@ def test_attacks_that_need_feature_tables_say_so(victim, dataset):
     texts = [dataset.catalog.texts[i] for i in items]
     knowledge = Knowledge(popularity=dataset.split.train.popularity())
     with pytest.raises(ValueError, match="no feature tables"):
-        EXPA(steps=1)(victim, images, texts, items, knowledge=knowledge)
+        EXPA(steps=1)(victim, TargetBatch(items, images, texts, knowledge=knowledge))
     with pytest.raises(ValueError, match="text encoder"):
-        TokenHotFlip()(victim, images, texts, items)
+        TokenHotFlip()(victim, TargetBatch(items, images, texts))
