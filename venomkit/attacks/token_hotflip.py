@@ -24,7 +24,8 @@ from typing import ClassVar, Sequence
 
 import torch
 
-from venomkit.attacks.base import Attack, AttackConfig, Forward, Knowledge
+from venomkit.attacks.base import Attack, AttackConfig, Forward
+from venomkit.attacks.targets import Knowledge
 from venomkit.attacks.pgd import PromotionConfig
 from venomkit.encoders.base import TextEncoder
 from venomkit.eval.text_edits import real_token_mask, real_tokens, silent_token_mask, text_edit_ratio, vocabulary_strings
@@ -222,9 +223,13 @@ class TokenHotFlip(Attack):
     def text_within_budget(self, victim: Victim, clean: str, adv: str) -> bool:
         return self.config.within_text_budget(victim.text_encoder, clean, adv)
 
-    def perturb(self, model, images, texts, item_index, users, knowledge):
-        if "text" not in model.modalities or model.text_encoder is None:
+    def perturb(self, model, batch):
+        images, texts, item_index, users, knowledge = batch.images, batch.texts, batch.item_index, batch.users, batch.knowledge
+        if "text" not in model.modalities:
             raise ValueError(f"{self.name} edits texts: the victim reads no text")
+        if getattr(model, "text_encoder", None) is None:
+            raise ValueError(f"{self.name} flips tokens of the victim's text encoder: {type(model).__name__} has none "
+                             "(HotFlip over the MLLM ranker's own tokenizer is not implemented yet)")
         cfg: HotFlipConfig = self.config  # type: ignore[assignment]
         objective = cfg.promotion_objective().prepare(model, item_index, users, knowledge)
         fixed = self.fixed_features(model, images, texts)
