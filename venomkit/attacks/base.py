@@ -46,7 +46,7 @@ from venomkit.models.freeze import frozen_eval  # the attack contract's freezing
 from venomkit.attacks.targets import Knowledge, TargetBatch
 from venomkit.progress import progress as progress_bar
 from venomkit.victims.base import Victim, scores_of_targets
-from venomkit.victims.scoring import TargetScorer
+from venomkit.victims.scoring import TargetScorer, TokenTexts
 
 
 # ----------------------------------------------------------------------------------------
@@ -121,18 +121,19 @@ class Forward:
 
     For a feature victim (:class:`~venomkit.victims.base.Victim`), ``features`` are the
     re-encoded per-modality rows (B, D_m) of the targets; a modality missing from them is
-    encoded from ``images`` / ``texts`` by the victim's own encoder. The embeddings
+    encoded from ``images`` / ``texts`` by the victim's own encoder (``texts`` may be
+    :class:`~venomkit.victims.scoring.TokenTexts`: token embeddings, for first-order token attacks). The embeddings
     ``(user_emb (U, d), item_emb (I, d))`` are computed on first use with those rows replacing
     the targets' clean rows. Any other victim (the MLLM ranker) is asked through the scoring
     contract, ``victim.target_scores(users, images, texts, item_index)``.
     """
 
     def __init__(self, model: TargetScorer, item_index: torch.Tensor, features: Mapping[str, torch.Tensor] | None = None,
-                 images: torch.Tensor | None = None, texts: Sequence[str] | None = None):
+                 images: torch.Tensor | None = None, texts: Sequence[str] | TokenTexts | None = None):
         self.model = model
         self.item_index = item_index
         self.images = images
-        self.texts = None if texts is None else list(texts)
+        self.texts = texts if texts is None or isinstance(texts, TokenTexts) else list(texts)
         self._features = dict(features or {})
         self._emb: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -146,7 +147,12 @@ class Forward:
                 content = self.images if m == "visual" else self.texts
                 if content is None:
                     raise ValueError(f"no {m} content of the targets to encode")
-                self._features[m] = self.model.image_encoder(content) if m == "visual" else self.model.text_encoder(content)
+                if m == "visual":
+                    self._features[m] = self.model.image_encoder(content)
+                elif isinstance(content, TokenTexts):
+                    self._features[m] = self.model.text_encoder.forward_embeddings(content.embeddings, content.ids)
+                else:
+                    self._features[m] = self.model.text_encoder(content)
         return self._features
 
     @property

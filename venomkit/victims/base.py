@@ -33,7 +33,7 @@ from torch import nn
 
 from venomkit.encoders.base import ImageEncoder, Images, TextEncoder, encode_images
 from venomkit.models.freeze import freeze
-from venomkit.victims.scoring import TargetScorer
+from venomkit.victims.scoring import TargetScorer, TokenTexts
 
 Features = Mapping[str, torch.Tensor]
 
@@ -345,11 +345,25 @@ class Victim(nn.Module, TargetScorer):
         return self(self.features_with(item_index, self.encode_content(images, texts)))
 
     # ------------------------------------------------------ scoring contract
+    @property
+    def text_tokens(self) -> TextEncoder | None:
+        """The text encoder: the token space HotFlip edits this victim's texts in."""
+        return self.text_encoder if "text" in self.modalities else None
+
     def target_scores(
-        self, users: torch.Tensor | None, images: Images | None, texts: Sequence[str] | None, item_index: torch.Tensor
+        self, users: torch.Tensor | None, images: Images | None, texts: Sequence[str] | TokenTexts | None, item_index: torch.Tensor
     ) -> torch.Tensor:
         """(U', B) dot-product scores of the targets re-encoded from raw content (:mod:`venomkit.victims.scoring`)."""
-        user_emb, item_emb = self.item_representations(images, texts, item_index) if self.modalities else self()
+        if not self.modalities:
+            user_emb, item_emb = self()
+        else:
+            if isinstance(texts, TokenTexts):
+                features = self.encode_content(images, texts.texts) if "visual" in self.modalities else {}
+                if "text" in self.modalities:
+                    features["text"] = self.text_encoder.forward_embeddings(texts.embeddings, texts.ids)
+            else:
+                features = self.encode_content(images, texts)
+            user_emb, item_emb = self(self.features_with(item_index, features))
         return scores_of_targets(user_emb, item_emb, users, item_index)
 
     def rank_thresholds(

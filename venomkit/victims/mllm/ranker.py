@@ -43,6 +43,7 @@ may have its Linear layers LoRA-wrapped by ``peft`` (in place, or the attribute 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,11 +61,19 @@ YES, NO = " yes", " no"
 __all__ = ["DEFAULT_VLM", "MLLMRanker", "NO", "RankerOutput", "YES", "build_ranking_prompt", "num_image_tokens"]
 
 
+QUESTION = " Would the user like it? ASSISTANT:"
+"""What follows the candidate's text in every ranking prompt."""
+
+
+def normalise_text(text: str) -> str:
+    """A candidate text as the prompt holds it: whitespace runs collapsed to one space, stripped."""
+    return " ".join(str(text).split())
+
+
 def build_ranking_prompt(history_titles: Sequence[str], candidate_text: str, image_token: str = "<image>") -> str:
     """The ranking prompt for one (history, candidate) pair; ``image_token`` marks the image."""
-    history = "; ".join(" ".join(str(t).split()) for t in history_titles) or "none"
-    text = " ".join(str(candidate_text).split())
-    return f"USER: history: {history} candidate: {image_token} {text} Would the user like it? ASSISTANT:"
+    history = "; ".join(normalise_text(t) for t in history_titles) or "none"
+    return f"USER: history: {history} candidate: {image_token} {normalise_text(candidate_text)}{QUESTION}"
 
 
 def _answer_token_id(tokenizer, answer: str) -> int:
@@ -90,6 +99,7 @@ class RankerOutput:
         image_mask: (B, T) bool, True at the image placeholder tokens.
         last_index: (B,) position of the last prompt token (where the answer is read).
         image_grids: per row, the (rows, cols) grid of its image tokens (row-major).
+        text_mask: (B, T) bool, True at the candidate text's tokens (``MLLMRanker.text_ids``).
     """
 
     scores: torch.Tensor
@@ -98,6 +108,7 @@ class RankerOutput:
     image_mask: torch.Tensor
     last_index: torch.Tensor
     image_grids: list[tuple[int, int]] | None = None
+    text_mask: torch.Tensor | None = None
 
 
 class MLLMRanker(nn.Module):
@@ -207,6 +218,35 @@ class MLLMRanker(nn.Module):
         """Token ids of a prompt suffix, its image token expanded ``n_image_tokens`` times (no special tokens)."""
         return self.tokenizer(self.family.expand(suffix, n_image_tokens), add_special_tokens=False).input_ids
 
+    def suffix_text_span(self, suffix: str, n_image_tokens: int) -> tuple[list[int], int, int]:
+        """(suffix ids, start, end): positions [start, end) of the suffix ids are the candidate's text.
+
+        The suffix is ``<placeholder> <text><QUESTION>``; the text's tokens are those whose
+        characters fall in the text (a token may carry the one separating space before it, as
+        BPE tokens do). A tokenizer that merges the text with the placeholder or the question
+        is refused: token edits of the text would then change tokens outside it.
+        """
+        expanded = self.family.expand(suffix, n_image_tokens)
+        if not expanded.endswith(QUESTION):
+            raise ValueError(f"a ranking suffix must end with {QUESTION!r}, got {suffix[-60:]!r}")
+        head = self.family.expand(self.image_placeholder, n_image_tokens)
+        text_start, text_end = len(head) + 1, len(expanded) - len(QUESTION)
+        enc = self.tokenizer(expanded, add_special_tokens=False, return_offsets_mapping=True)
+        inside = [k for k, (a, b) in enumerate(enc.offset_mapping) if a < text_end and b > text_start]
+        if not inside:  # an empty text: an empty span where the question starts
+            at = next((k for k, (a, _) in enumerate(enc.offset_mapping) if a >= text_start), len(enc.input_ids))
+            return enc.input_ids, at, at
+        start, end = inside[0], inside[-1] + 1
+        if enc.offset_mapping[start][0] < text_start - 1 or enc.offset_mapping[end - 1][1] > text_end:
+            raise ValueError("the tokenizer merges the candidate text with the tokens around it; token edits need it apart")
+        return enc.input_ids, start, end
+
+    def text_ids(self, text: str) -> list[int]:
+        """The token ids of a candidate ``text`` as a ranking prompt holds it (its token-edit space)."""
+        suffix = f"{self.image_placeholder} {normalise_text(text)}{QUESTION}"
+        ids, start, end = self.suffix_text_span(suffix, 1)
+        return ids[start:end]
+
     def _pad(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-padded (ids, attention_mask), (B, max length) long, on the model's device."""
         width = max(len(r) for r in rows)
@@ -229,13 +269,24 @@ class MLLMRanker(nn.Module):
             if self.n_image_tokens is None:
                 raise ValueError(f"{type(self.family).__name__}: pass image_tokens (they follow each photo's size)")
             image_tokens = [self.n_image_tokens] * len(prompts)
+        ids, mask, _ = self.tokenize_with_text_spans(prompts, image_tokens)
+        return ids, mask
+
+    def tokenize_with_text_spans(
+        self, prompts: Sequence[str], image_tokens: Sequence[int]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+        """:meth:`tokenize` plus each row's candidate-text positions [start, end) in its ids."""
         if len(image_tokens) != len(prompts):
             raise ValueError(f"{len(image_tokens)} image token counts for {len(prompts)} prompts")
-        rows = []
+        rows, spans = [], []
         for prompt, n in zip(prompts, image_tokens):
             prefix, suffix = self.split_prompt(prompt)
-            rows.append(self.prefix_ids(prefix) + self.suffix_ids(suffix, n))
-        return self._pad(rows)
+            head = self.prefix_ids(prefix)
+            tail, start, end = self.suffix_text_span(suffix, n)
+            rows.append(head + tail)
+            spans.append((len(head) + start, len(head) + end))
+        ids, mask = self._pad(rows)
+        return ids, mask, spans
 
     def image_inputs(self, images: torch.Tensor | Sequence[torch.Tensor]) -> ImageInputs:
         """(B, 3, H, W) or B x (3, H_i, W_i) in [0, 1] -> the model's image inputs, differentiably."""
@@ -252,22 +303,33 @@ class MLLMRanker(nn.Module):
         images: torch.Tensor | Sequence[torch.Tensor],
         texts: Sequence[str],
         output_attentions: bool = False,
+        text_embeddings: Sequence[torch.Tensor] | None = None,
     ) -> RankerOutput:
-        """Plain (uncached) forward of B (history, image, text) rows; see :class:`RankerOutput`."""
+        """Plain (uncached) forward of B (history, image, text) rows; see :class:`RankerOutput`.
+
+        ``text_embeddings``: per row, (n_b, d) input embeddings that replace those of the
+        row's candidate-text tokens (``n_b = len(self.text_ids(texts[b]))``): the values the
+        embedding table gives for those tokens, made differentiable, so a token attack
+        (HotFlip) reads the gradient with respect to each text token's embedding.
+        """
         if len(images) != len(texts):
             raise ValueError(f"{len(images)} images for {len(texts)} candidate texts")
         prompts = self.prompts(history_titles, texts)
         inputs = self.image_inputs(images)
-        input_ids, attention_mask = self.tokenize(prompts, inputs.n_tokens)
+        input_ids, attention_mask, spans = self.tokenize_with_text_spans(prompts, inputs.n_tokens)
         core = self._core()
-        out = core(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=self.family.position_ids(core, input_ids, attention_mask, inputs),
-            output_attentions=output_attentions,
-            use_cache=False,
-            **inputs.model_kwargs,
-        )
+        with self._text_embeddings_replaced(core, spans, text_embeddings):
+            out = core(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=self.family.position_ids(core, input_ids, attention_mask, inputs),
+                output_attentions=output_attentions,
+                use_cache=False,
+                **inputs.model_kwargs,
+            )
+        text_mask = torch.zeros_like(input_ids, dtype=torch.bool)
+        for k, (start, end) in enumerate(spans):
+            text_mask[k, start:end] = True
         last = attention_mask.sum(1) - 1
         logits = self._answer_logits(out.last_hidden_state[torch.arange(len(last), device=last.device), last])
         return RankerOutput(
@@ -277,7 +339,33 @@ class MLLMRanker(nn.Module):
             image_mask=input_ids == self.image_token_id,
             last_index=last,
             image_grids=inputs.grids,
+            text_mask=text_mask,
         )
+
+    @contextlib.contextmanager
+    def _text_embeddings_replaced(self, core: nn.Module, spans: Sequence[tuple[int, int]], embeddings: Sequence[torch.Tensor] | None):
+        """While active, the LM's input embeddings of each row's text span are ``embeddings[row]``."""
+        if embeddings is None:
+            yield
+            return
+        if len(embeddings) != len(spans):
+            raise ValueError(f"{len(embeddings)} text embeddings for {len(spans)} rows")
+        for (start, end), e in zip(spans, embeddings):
+            if e.dim() != 2 or e.shape[0] != end - start:
+                raise ValueError(f"a row's text embeddings must be ({end - start}, d) for its {end - start} text tokens, got {tuple(e.shape)}")
+
+        def replace(module, args, output):
+            out = output.clone()
+            for k, (start, end) in enumerate(spans):
+                if end > start:
+                    out[k, start:end] = embeddings[k].to(out.dtype)
+            return out
+
+        handle = core.get_input_embeddings().register_forward_hook(replace)
+        try:
+            yield
+        finally:
+            handle.remove()
 
     def score(
         self, history_titles: Sequence[Sequence[str]], images: torch.Tensor | Sequence[torch.Tensor], texts: Sequence[str]

@@ -15,7 +15,10 @@ attacks written for feature victims run on it unchanged:
 * ``rank_thresholds(users, item_index, k, train)``: the K-th best clean score among the user's
   99 negatives (the target must pass it to enter the top K of its list), weight 0 for a user
   who already interacted with the target;
-* ``default_users()``: the first ``objective_users`` evaluated users (seeded order).
+* ``default_users()``: the first ``objective_users`` evaluated users (seeded order);
+* ``text_tokens``: the language model's tokens of the candidate text
+  (:class:`~venomkit.victims.mllm.text_tokens.CandidateTextTokens`), so HotFlip edits texts in
+  the ranker's own vocabulary.
 
 Example::
 
@@ -34,7 +37,8 @@ from torch import nn
 
 from venomkit.victims.mllm.candidates import CandidateList, item_titles, sample_history, sampled_candidates
 from venomkit.victims.mllm.ranker import MLLMRanker
-from venomkit.victims.scoring import Images, TargetScorer
+from venomkit.victims.mllm.text_tokens import CandidateTextTokens
+from venomkit.victims.scoring import Images, TargetScorer, TokenTexts
 
 
 class MLLMVictim(nn.Module, TargetScorer):
@@ -69,6 +73,7 @@ class MLLMVictim(nn.Module, TargetScorer):
         self._n_users = int(n_users)
         self.objective_users = objective_users
         self._negative_scores: dict[int, torch.Tensor] = {}
+        self._text_tokens: CandidateTextTokens | None = None
 
     @classmethod
     def from_dataset(cls, ranker: MLLMRanker, dataset, *, n_users: int = 100, n_negatives: int = 99, seed: int = 0,
@@ -110,6 +115,11 @@ class MLLMVictim(nn.Module, TargetScorer):
         items = item_index.tolist()
         if images is None:
             images = self.catalog.image_batch(items)
+        embeddings = None
+        if isinstance(texts, TokenTexts):  # a token attack's differentiable embeddings (text_tokens space)
+            real = self.text_tokens.real_mask(texts.ids)
+            embeddings = [texts.embeddings[k][real[k]] for k in range(len(items))]
+            texts = texts.texts
         if texts is None:
             texts = [self.catalog.texts[i] for i in items]
         b, n = len(items), len(histories)
@@ -119,7 +129,15 @@ class MLLMVictim(nn.Module, TargetScorer):
             rows_images = [im for _ in range(n) for im in images]
         rows_histories = [h for h in histories for _ in range(b)]
         rows_texts = [t for _ in range(n) for t in texts]
-        return self.ranker.score(rows_histories, rows_images, rows_texts).view(n, b)
+        rows_embeddings = None if embeddings is None else [e for _ in range(n) for e in embeddings]
+        return self.ranker(rows_histories, rows_images, rows_texts, text_embeddings=rows_embeddings).scores.view(n, b)
+
+    @property
+    def text_tokens(self) -> CandidateTextTokens:
+        """The ranker's candidate-text tokens (what HotFlip and VenomRec's token edits change)."""
+        if self._text_tokens is None:
+            self._text_tokens = CandidateTextTokens(self.ranker)
+        return self._text_tokens
 
     def rank_thresholds(self, users: torch.Tensor | None, item_index: torch.Tensor, k: int, train=None) -> tuple[torch.Tensor, torch.Tensor]:
         """K-th best clean score among each user's negatives (the target excluded); weight 0 where seen."""
