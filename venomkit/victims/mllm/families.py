@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -92,6 +93,25 @@ class VLMFamily:
         """Position ids of whole right-padded sequences (prefix + suffix), or None for ``arange``."""
         return None
 
+    def token_index_map(self, height: int, width: int) -> torch.Tensor:
+        """(H, W) long: for each pixel of a (H, W) photo, the index (row * cols + col) of the
+        image token on whose grid cell the pixel's centre lands after preprocessing, or -1
+        for a pixel the model never sees (cropped away). What attention-guided patch edits
+        use to turn a token mask into a pixel mask."""
+        raise NotImplementedError
+
+
+def _axis_tokens(centres_in_model: torch.Tensor, model_size: int, cell: int) -> torch.Tensor:
+    """Cell index along one axis of pixel centres given in model-input pixel coordinates (-1 outside)."""
+    cells = torch.div(centres_in_model + 0.5, cell, rounding_mode="floor").long()
+    inside = (centres_in_model >= -0.5) & (centres_in_model < model_size - 0.5)
+    return torch.where(inside, cells.clamp(0, model_size // cell - 1), torch.full_like(cells, -1))
+
+
+def _grid_index(rows: torch.Tensor, cols: torch.Tensor, n_cols: int) -> torch.Tensor:
+    index = rows.view(-1, 1) * n_cols + cols.view(1, -1)
+    return torch.where((rows.view(-1, 1) < 0) | (cols.view(1, -1) < 0), torch.full_like(index, -1), index)
+
 
 class LlavaFamily(VLMFamily):
     """LLaVA(-1.5): CLIP vision tower at a fixed crop size, one ``<image>`` expanded to its patches."""
@@ -105,6 +125,7 @@ class LlavaFamily(VLMFamily):
         patch = int(processor.patch_size)
         self.grid = (height // patch, width // patch)
         self._n_tokens = num_image_tokens(processor)
+        self.grid_cell = patch
 
     @property
     def fixed_n_tokens(self) -> int:
@@ -115,6 +136,36 @@ class LlavaFamily(VLMFamily):
         pixels = self.preprocess.to(device)(images_to(images, device, torch.float32)).to(dtype)
         n = len(pixels)
         return ImageInputs({"pixel_values": pixels}, [self._n_tokens] * n, [self.grid] * n)
+
+
+    def token_index_map(self, height: int, width: int) -> torch.Tensor:
+        """The resize and crop are pushed through on coordinate ramps (cubic resizing keeps a
+        ramp linear), giving the photo coordinate each model pixel samples; photo pixels are
+        then placed on the model grid by interpolating that monotone map, per axis."""
+        patch = self.grid_cell
+        ramps = torch.zeros(1, 3, height, width, dtype=torch.float64)  # in [0, 1]: the resize clamps to it
+        ramps[0, 0] = torch.linspace(0, 1, height, dtype=torch.float64).view(-1, 1)
+        ramps[0, 1] = torch.linspace(0, 1, width, dtype=torch.float64).view(1, -1)
+        sampled = self.preprocess.resize_crop(ramps)[0]  # (3, h, w): photo coordinates per model pixel, scaled
+        sampled[0] *= max(height - 1, 1)
+        sampled[1] *= max(width - 1, 1)
+        model_h, model_w = sampled.shape[-2:]
+        rows = _axis_tokens(_invert(sampled[0].mean(1), height), model_h, patch)
+        cols = _axis_tokens(_invert(sampled[1].mean(0), width), model_w, patch)
+        return _grid_index(rows, cols, model_w // patch)
+
+
+def _invert(source: torch.Tensor, n: int) -> torch.Tensor:
+    """Model coordinates of photo pixels 0..n-1, from the photo coordinate (m,) each model pixel samples (increasing)."""
+    source = source.double()
+    m = source.numel()
+    step = (source[-1] - source[0]) / max(m - 1, 1)
+    model = torch.arange(m, dtype=torch.float64)
+    photo = torch.arange(n, dtype=torch.float64)
+    inside = torch.from_numpy(np.interp(photo.numpy(), source.numpy(), model.numpy()))
+    below = (photo - source[0]) / step  # linear extension outside the sampled range
+    above = (m - 1) + (photo - source[-1]) / step
+    return torch.where(photo < source[0], below, torch.where(photo > source[-1], above, inside))
 
 
 def num_image_tokens(processor) -> int:
@@ -157,6 +208,14 @@ class Qwen2VLFamily(VLMFamily):
         n_tokens = [t * h * w // self.merge**2 for t, h, w in thw]
         grids = [(h // self.merge, w // self.merge) for _, h, w in thw]
         return ImageInputs({"pixel_values": out["pixel_values"].to(dtype), "image_grid_thw": grid_thw}, n_tokens, grids)
+
+    def token_index_map(self, height: int, width: int) -> torch.Tensor:
+        """A plain resize to :func:`smart_resize`'s size, no crop: merged cells of ``patch * merge`` pixels."""
+        model_h, model_w = self.preprocess.resized_size(height, width)
+        cell = self.preprocess.patch_size * self.merge
+        rows = _axis_tokens((torch.arange(height) + 0.5) * model_h / height - 0.5, model_h, cell)
+        cols = _axis_tokens((torch.arange(width) + 0.5) * model_w / width - 0.5, model_w, cell)
+        return _grid_index(rows, cols, model_w // cell)
 
     def position_ids(self, core: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, images: ImageInputs):
         """(3, B, T) multimodal RoPE indices from the model's ``get_rope_index`` (padding: 0)."""

@@ -100,6 +100,7 @@ class RankerOutput:
         last_index: (B,) position of the last prompt token (where the answer is read).
         image_grids: per row, the (rows, cols) grid of its image tokens (row-major).
         text_mask: (B, T) bool, True at the candidate text's tokens (``MLLMRanker.text_ids``).
+        hidden: (B, T, d) the language model's last hidden states (``output_hidden_states``), or None.
     """
 
     scores: torch.Tensor
@@ -109,6 +110,7 @@ class RankerOutput:
     last_index: torch.Tensor
     image_grids: list[tuple[int, int]] | None = None
     text_mask: torch.Tensor | None = None
+    hidden: torch.Tensor | None = None
 
 
 class MLLMRanker(nn.Module):
@@ -304,6 +306,7 @@ class MLLMRanker(nn.Module):
         texts: Sequence[str],
         output_attentions: bool = False,
         text_embeddings: Sequence[torch.Tensor] | None = None,
+        output_hidden_states: bool = False,
     ) -> RankerOutput:
         """Plain (uncached) forward of B (history, image, text) rows; see :class:`RankerOutput`.
 
@@ -311,6 +314,8 @@ class MLLMRanker(nn.Module):
         row's candidate-text tokens (``n_b = len(self.text_ids(texts[b]))``): the values the
         embedding table gives for those tokens, made differentiable, so a token attack
         (HotFlip) reads the gradient with respect to each text token's embedding.
+        ``output_hidden_states``: also return the last hidden states (VenomRec's fused item
+        representations pool them over the item's text and image tokens).
         """
         if len(images) != len(texts):
             raise ValueError(f"{len(images)} images for {len(texts)} candidate texts")
@@ -340,6 +345,7 @@ class MLLMRanker(nn.Module):
             last_index=last,
             image_grids=inputs.grids,
             text_mask=text_mask,
+            hidden=out.last_hidden_state if output_hidden_states else None,
         )
 
     @contextlib.contextmanager

@@ -72,7 +72,7 @@ class MLLMVictim(nn.Module, TargetScorer):
         self._row = {cl.user: r for r, cl in enumerate(self.lists)}
         self._n_users = int(n_users)
         self.objective_users = objective_users
-        self._negative_scores: dict[int, torch.Tensor] = {}
+        self._list_scores: dict[int, torch.Tensor] = {}
         self._text_tokens: CandidateTextTokens | None = None
 
     @classmethod
@@ -160,13 +160,17 @@ class MLLMVictim(nn.Module, TargetScorer):
         weight = torch.stack(weights).to(device)
         return torch.where(torch.isfinite(thr), thr, torch.zeros_like(thr)), weight
 
-    def _clean_negative_scores(self, user: int) -> torch.Tensor:
-        """(n_negatives,) clean scores of ``user``'s negatives, computed once (no gradient)."""
-        if user not in self._negative_scores:
-            negatives = self.lists[self._row[user]].negatives.tolist()
+    def clean_list_scores(self, user: int) -> torch.Tensor:
+        """(1 + n_negatives,) clean scores of ``user``'s list (held-out item first), computed once."""
+        if user not in self._list_scores:
+            items = self.lists[self._row[user]].items.tolist()
             with torch.no_grad():
                 scores = self.ranker.score_candidates(
-                    self.history_titles[user], self.catalog.image_batch(negatives), [self.catalog.texts[i] for i in negatives]
+                    self.history_titles[user], self.catalog.image_batch(items), [self.catalog.texts[i] for i in items]
                 )
-            self._negative_scores[user] = scores.detach().float().cpu()
-        return self._negative_scores[user]
+            self._list_scores[user] = scores.detach().float().cpu()
+        return self._list_scores[user]
+
+    def _clean_negative_scores(self, user: int) -> torch.Tensor:
+        """(n_negatives,) clean scores of ``user``'s negatives (no gradient)."""
+        return self.clean_list_scores(user)[1:]
