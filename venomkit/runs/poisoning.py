@@ -4,8 +4,9 @@ VenomRec (arXiv 2602.06409) is measured after the shop's ranker is fine-tuned on
 poison, so one run of it is, per setting (VenomRec and its baselines and ablations,
 :mod:`venomkit.attacks.venomrec`):
 
-1. edit the targets' content with the setting's attack against the victim ranker
-   (:class:`~venomkit.victims.mllm.victim.MLLMVictim` over the evaluated users);
+1. edit the targets' content with the setting's attack against the victim ranker as the
+   attacker sees it (:class:`~venomkit.victims.mllm.victim.MLLMVictim` over ``attacker_users``
+   users of its own, never the evaluated ones);
 2. put the edited content in the catalogue (the seller's upload) and add one poisoned row per
    compromised user (:mod:`venomkit.attacks.venomrec.poisoning`);
 3. fine-tune a fresh copy of the victim on clean + poisoned rows (``finetune``; a LoRA victim's
@@ -83,7 +84,8 @@ class PoisoningRunConfig:
             written by ``venomkit train --victim mllm``.
         targets: cold targets (at most ``max_interactions`` training interactions), seeded.
         eval_users: users whose candidate lists measure ER@K and utility; n_negatives: 99.
-        objective_users: how many of them the content attacks optimise over.
+        attacker_users: users the attacker ranks to find the exposed items (never evaluated);
+            objective_users: how many of them the content attacks' score term averages over.
         ks: the K of ER@K / HR@K.
         mr: share of users compromised per target (``ceil(#users * mr)``, at least 1).
         finetune: :class:`~venomkit.victims.mllm.finetune.FinetuneConfig` fields of the poisoned fine-tune.
@@ -97,6 +99,7 @@ class PoisoningRunConfig:
     eval_users: int = 50
     n_negatives: int = 99
     objective_users: int = 16
+    attacker_users: int = 50
     ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20])
     mr: float = 0.01
     finetune: dict[str, Any] = field(default_factory=lambda: {"steps": 150})
@@ -106,7 +109,7 @@ class PoisoningRunConfig:
     def __post_init__(self) -> None:
         from venomkit.victims.mllm.finetune import FinetuneConfig
 
-        for name in ("targets", "eval_users", "n_negatives", "objective_users"):
+        for name in ("targets", "eval_users", "n_negatives", "objective_users", "attacker_users"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -187,11 +190,13 @@ def run_poisoning(config: PoisoningRunConfig, dataset, out_dir: str | Path, *, o
     knowledge = Knowledge(train=train.matrix, popularity=train.popularity(), texts=catalog.texts, images=catalog.image_list)
     ks = tuple(config.ks)
 
-    def victim_of(ranker) -> MLLMVictim:
-        return MLLMVictim(ranker, catalog, lists, [histories[cl.user] for cl in lists], n_users=dataset.n_users,
-                          objective_users=config.objective_users)
-
-    attacker_victim = victim_of(base)
+    # The attacker's own users (never evaluated): the exposed items and the score term come from them.
+    evaluated = {cl.user for cl in lists}
+    pool = sampled_candidates(dataset, n_users=config.eval_users + config.attacker_users, n_negatives=config.n_negatives, seed=config.seed + 7)
+    attacker_lists = [cl for cl in pool if cl.user not in evaluated][: config.attacker_users]
+    attacker_victim = MLLMVictim(base, catalog, attacker_lists,
+                                 [sample_history(rng, dataset.split.train.items_of(cl.user), -1, base.max_history) for cl in attacker_lists],
+                                 n_users=dataset.n_users, objective_users=config.objective_users)
     setting_bar = progress_bar(config.parsed_settings, desc="poisoning settings", unit="setting", enabled=progress)
     for setting in setting_bar:
         if store.is_done(setting.name, "_setting"):
