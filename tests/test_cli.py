@@ -42,7 +42,7 @@ ATTACK = ["attack", str(REPO / "attacks" / "pgd.yaml"), "--victim", "vbpr", "--d
         (ATTACK + ["--out", "o", "stepz=3"], ["command line: override 'stepz=3'", "valid keys"]),
         (ATTACK + ["--out", "o", "steps"], ["override 'steps' is not of the form key=value"]),
         (["attack", "pgdd", "--victim", "vbpr", "--data", SMALL, "--out", "o"], ["'pgdd' is neither a recipe file nor an attack name", "valid attacks: fgsm"]),
-        (["attack", "pgd", "--data", SMALL, "--out", "o"], ["the following arguments are required: --victim"]),
+        (["attack", "pgd", "--data", SMALL, "--out", "o"], ["--victim is required for pgd"]),
         (["run", str(REPO / "attacks" / "pgd.yaml"), "--data", SMALL, "--out", "o"], ["give --victim"]),
         (["train", "--data", "toyshop:n_itemz=5", "--victim", "vbpr", "--out", "o"], ["unknown option 'n_itemz'", "n_items"]),
         (ATTACK[:4] + ["--data", "toyshop:n_itemz=5", "--out", "o"], ["unknown option 'n_itemz'"]),

@@ -52,7 +52,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "train": Command(
         "venomkit.victims.pipeline", "add_train_arguments", "cli_train",
-        "train a victim recommender (vbpr, amr, mmgcn, lightgcn) and write its checkpoint folder",
+        "train a victim recommender (vbpr, amr, mmgcn, lightgcn) or fine-tune the MLLM ranker (mllm); write its checkpoint folder",
     ),
     "zoo": Command(
         "venomkit.zoo.build", "add_zoo_arguments", "cli_zoo",

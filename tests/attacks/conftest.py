@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from venomkit.attacks.base import Knowledge
+from venomkit.attacks.targets import Knowledge
 from venomkit.encoders.base import ImageEncoder, TextEncoder
 
 WORDS = (

@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from venomkit.attacks import ATTACK_NAMES, get_attack
-from venomkit.attacks.base import Knowledge, project
+from venomkit.attacks.base import project
 from venomkit.attacks.fgsm import FGSM
 from venomkit.attacks.pgd import PGD
 from venomkit.attacks.insa import INSA
 from venomkit.attacks.expa import EXPA
 from venomkit.attacks.taamr import TAaMR
+from venomkit.attacks.targets import TargetBatch
 from venomkit.data.catalog import load_image_file, save_png
 
 TARGETS = [24, 26, 27, 29]
@@ -40,7 +41,7 @@ def _pixel_attacks():
 
 def _run(attack, shop, targets=TARGETS):
     idx = torch.tensor(targets)
-    return attack(shop["victim"], shop["images"][idx], [shop["texts"][i] for i in targets], idx, knowledge=shop["knowledge"])
+    return attack(shop["victim"], TargetBatch(idx, shop["images"][idx], [shop["texts"][i] for i in targets], knowledge=shop["knowledge"]))
 
 
 @pytest.mark.parametrize("attack", _pixel_attacks(), ids=lambda a: f"{a.name}-{a.config.norm}")
@@ -164,13 +165,15 @@ def test_bad_call_arguments(shop):
     attack = PGD(steps=1)
     idx = torch.tensor([1, 2])
     with pytest.raises(ValueError, match="repeated"):
-        attack(victim, images[[1, 1]], texts[:2], torch.tensor([1, 1]))
+        attack(victim, TargetBatch(torch.tensor([1, 1]), images[[1, 1]], texts[:2]))
     with pytest.raises(ValueError, match="shape"):
-        attack(victim, images[:3], texts[:2], idx)
+        attack(victim, TargetBatch(idx, images[:3], texts[:2]))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        attack(victim, images[:2] * 3, texts[:2], idx)
+        attack(victim, TargetBatch(idx, images[:2] * 3, texts[:2]))
     with pytest.raises(ValueError, match="texts"):
-        attack(victim, images[:2], texts[:3], idx)
+        attack(victim, TargetBatch(idx, images[:2], texts[:3]))
+    with pytest.raises(ValueError, match="TargetBatch"):
+        attack(victim, images[:2])  # the old positional form: a clear message, not a traceback deep inside
     with pytest.raises(ValueError, match="classifier"):
         TAaMR()
     with pytest.raises(ValueError, match="unknown attack"):

@@ -11,7 +11,8 @@ import torch
 
 from venomkit.attacks.auv_fusion import AUVFusion, AUVFusionConfig
 from venomkit.attacks.auv_fusion.user_model import DualViewConfig, DualViewGCN, knn_edges
-from venomkit.attacks.base import Knowledge, PrepareContext
+from venomkit.attacks.base import PrepareContext
+from venomkit.attacks.targets import Knowledge
 
 SMALL = dict(user_epochs=3, mlp_items=8, mlp_epochs=1, mlp_batch=4, group_size=10, knn_k=5, num_steps=10, strength=0.3)
 

@@ -7,10 +7,12 @@ import dataclasses
 import pytest
 import torch
 
-from venomkit.attacks.base import Knowledge, token_edit_ratio
+from venomkit.attacks.base import token_edit_ratio
+from venomkit.attacks.targets import Knowledge
 from venomkit.attacks.joint import JointAttack
 from venomkit.attacks.llm_rewrite import LLMRewrite
 from venomkit.attacks.token_hotflip import STOP_WORDS, TokenHotFlip, real_tokens
+from venomkit.attacks.targets import TargetBatch
 
 TARGETS = [24, 26, 27, 29]
 
@@ -18,7 +20,7 @@ TARGETS = [24, 26, 27, 29]
 def _run(attack, shop, knowledge=None):
     idx = torch.tensor(TARGETS)
     knowledge = knowledge or dataclasses.replace(shop["knowledge"], protected_words=[[shop["categories"][i]] for i in TARGETS])
-    return attack(shop["victim"], shop["images"][idx], [shop["texts"][i] for i in TARGETS], idx, knowledge=knowledge)
+    return attack(shop["victim"], TargetBatch(idx, shop["images"][idx], [shop["texts"][i] for i in TARGETS], knowledge=knowledge))
 
 
 def test_hotflip_edits_within_budget_and_keeps_protected_words(shop):

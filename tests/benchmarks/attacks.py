@@ -108,6 +108,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(max(1, torch.get_num_threads()))
     torch.manual_seed(0)
     from venomkit.attacks.pgd import PGD
+    from venomkit.attacks.targets import TargetBatch
     from venomkit.victims.vbpr import VBPR, VBPRConfig
 
     image_enc, _text_enc, size, what = build_encoders(args.arch, args.device)
@@ -125,14 +126,14 @@ def main(argv=None) -> int:
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    attack(victim, images[:2], None, targets[:2])  # warm-up
+    attack(victim, TargetBatch(targets[:2], images[:2]))  # warm-up
     sync()
     t0 = time.perf_counter()
-    batched = attack(victim, images, None, targets)
+    batched = attack(victim, TargetBatch(targets, images))
     sync()
     t_batched = time.perf_counter() - t0
     t0 = time.perf_counter()
-    singles = [attack(victim, images[b : b + 1], None, targets[b : b + 1]) for b in range(args.targets)]
+    singles = [attack(victim, TargetBatch(targets[b : b + 1], images[b : b + 1])) for b in range(args.targets)]
     sync()
     t_loop = time.perf_counter() - t0
     print(f"encoder: {what}; device {args.device}; {args.targets} targets, {args.steps} PGD steps, {args.users} users x {args.items} items")
@@ -144,8 +145,8 @@ def main(argv=None) -> int:
     victim.double()  # converts the attached image encoder too (a submodule)
     victim.set_clean_features({"visual": clean.double()})
     images64 = images[:n].double()
-    batched64 = attack(victim, images64, None, targets[:n])
-    singles64 = [attack(victim, images64[b : b + 1], None, targets[b : b + 1]) for b in range(n)]
+    batched64 = attack(victim, TargetBatch(targets[:n], images64))
+    singles64 = [attack(victim, TargetBatch(targets[b : b + 1], images64[b : b + 1])) for b in range(n)]
     line, max_diff64 = _compare(batched64, singles64)
     print(f"float64 ({n} targets, not timed): " + line)
     ok = max_diff64 < 1e-6

@@ -59,6 +59,7 @@ def encoder(arch: str | None, device: str):
 
 def run_variant(variant: str, arch: str | None, device: str, targets: int, steps: int) -> dict:
     from venomkit.attacks.pgd import PGD
+    from venomkit.attacks.targets import TargetBatch
     from venomkit.victims.vbpr import VBPR, VBPRConfig
 
     torch.manual_seed(0)
@@ -81,7 +82,7 @@ def run_variant(variant: str, arch: str | None, device: str, targets: int, steps
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    result = attack(victim, [im.to(device) for im in images], None, torch.arange(targets))
+    result = attack(victim, TargetBatch(torch.arange(targets), [im.to(device) for im in images]))
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0

@@ -7,7 +7,7 @@ Part 1 (one process, measured side by side, ``--reps`` alternating repetitions, 
 same victim checkpoint, data and targets in all three:
 
 * **attack only**: load the victim, call the attack on each batch
-  (``attack(victim, images, texts, index)``) -- adversarial content, no figure at all;
+  (``attack(victim, TargetBatch(index, images, texts))``) -- adversarial content, no figure at all;
 * **batch function**: load the victim, call the engine's "batch in, rows out" function
   (``venomkit.runs.engine.attack_batch``) directly on each batch: the attack, saving every PNG
   and reading it back, and every metric collector (HR@K before/after per target, SSIM, CLIP
@@ -57,7 +57,7 @@ def _victim_checkpoint(root: Path, dataset, epochs: int) -> Path:
 
 def _direct(checkpoint: Path, dataset, run, measure: bool, out: Path) -> float:
     """Load the victim, then per batch the attack alone or the engine's batch function; seconds."""
-    from venomkit.attacks.base import Knowledge
+    from venomkit.attacks.targets import Knowledge, TargetBatch
     from venomkit.runs.engine import BatchContext, attack_batch, build_attack, select_targets, stealth_clip_pair
     from venomkit.runs.plan import Setting, batches
     from venomkit.runs.shop import ShopTransform
@@ -79,7 +79,7 @@ def _direct(checkpoint: Path, dataset, run, measure: bool, out: Path) -> float:
         if measure:
             attack_batch(ctx, batch)
         else:
-            attack(victim, dataset.catalog.image_list(batch), dataset.catalog.text_batch(batch), torch.tensor(batch), knowledge=knowledge)
+            attack(victim, TargetBatch(torch.tensor(batch), dataset.catalog.image_list(batch), dataset.catalog.text_batch(batch), knowledge=knowledge))
     return time.perf_counter() - t0
 
 

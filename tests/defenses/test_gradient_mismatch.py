@@ -7,7 +7,8 @@ import pytest
 import torch
 from defense_helpers import trained_copy
 
-from venomkit.attacks.base import Forward, Knowledge
+from venomkit.attacks.base import Forward
+from venomkit.attacks.targets import Knowledge
 from venomkit.attacks.objectives import PromotionHinge
 from venomkit.attacks.feature import (
     FeatureAttackConfig,

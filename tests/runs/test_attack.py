@@ -57,8 +57,8 @@ def test_an_attack_class_of_ones_own_runs_without_registering(tiny, tmp_path):
 
         name = "brighter"
 
-        def perturb(self, model, images, texts, item_index, users, knowledge):
-            adv, adv_texts, diag = super().perturb(model, images, texts, item_index, users, knowledge)
+        def perturb(self, model, batch):
+            adv, adv_texts, diag = super().perturb(model, batch)
             return (adv + 1.0).clamp(0, 1), adv_texts, diag
 
     summary = run_attack(Brighter(steps=1, eps=4 / 255), victim, dataset, tmp_path, targets=TARGETS, progress=False)

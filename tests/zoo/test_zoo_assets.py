@@ -51,7 +51,7 @@ print("OK")
 """,
     "vlm": """
 import torch
-from venomkit.victims.mllm_ranker import MLLMRanker
+from venomkit.victims.mllm.ranker import MLLMRanker
 ranker = MLLMRanker.load("zoo:{name}")
 out = ranker([["Plain red ceramic mug"]], torch.rand(1, 3, 64, 64), ["A blue striped cotton t-shirt."])
 assert out.scores.shape == (1,) and torch.isfinite(out.scores).all()

@@ -24,15 +24,29 @@ _REGISTRY = {
 }
 
 ATTACK_NAMES = tuple(_REGISTRY)
+"""Attacks a run recipe runs against feature victims (VBPR, AMR, MMGCN, ...): the demo runs them all."""
+
+# VenomRec (arXiv 2602.06409) and its baselines edit content for the multimodal-LLM ranker and
+# are measured after a poisoned fine-tune (venomkit.runs.poisoning), not by the HR@K engine.
+_POISONING = {
+    "venomrec": ("venomkit.attacks.venomrec.attack", "VenomRec"),
+    "direct_boosting": ("venomkit.attacks.venomrec.baselines", "DirectBoosting"),
+    "random_injection": ("venomkit.attacks.venomrec.baselines", "RandomInjection"),
+    "popular_item_mimicking": ("venomkit.attacks.venomrec.baselines", "PopularItemMimicking"),
+    "shadowcast": ("venomkit.attacks.venomrec.baselines", "ShadowCast"),
+}
+POISONING_ATTACK_NAMES = tuple(_POISONING)
+"""Content attacks of a poisoning run (``attacks/venomrec.yaml``): victim = an MLLM ranker."""
+_REGISTRY.update(_POISONING)
 
 
 def get_attack(name: str) -> type:
     """The attack class registered as ``name`` (ValueError listing the valid names)."""
     key = name.strip().lower().replace("-", "_")
     if key not in _REGISTRY:
-        raise ValueError(f"unknown attack {name!r}; valid attacks: {', '.join(ATTACK_NAMES)}")
+        raise ValueError(f"unknown attack {name!r}; valid attacks: {', '.join(ATTACK_NAMES + POISONING_ATTACK_NAMES)}")
     module, cls = _REGISTRY[key]
     return getattr(importlib.import_module(module), cls)
 
 
-__all__ = ["ATTACK_NAMES", "get_attack"]
+__all__ = ["ATTACK_NAMES", "POISONING_ATTACK_NAMES", "get_attack"]

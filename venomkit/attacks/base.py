@@ -8,6 +8,11 @@ threat model of a shop whose sellers control photos and descriptions, never feat
   the field) or keyword overrides, and optionally a **surrogate** (a ``Victim`` or an
   ``ImageEncoder`` swapped into the victim) for grey-box attacks: the perturbation is
   optimised on the surrogate and then scored on the victim by re-encoding.
+* ``attack(victim, batch)``: ``victim`` is anything implementing the scoring contract
+  (:mod:`venomkit.victims.scoring`: a feature :class:`~venomkit.victims.base.Victim` or the
+  MLLM ranker's ``MLLMVictim``), ``batch`` a :class:`~venomkit.attacks.targets.TargetBatch`
+  (the targets' raw content, users and knowledge); ``perturb`` and ``build_objective`` receive
+  one same-size group of it.
 * ``__call__`` puts the victim and the surrogate in eval mode with frozen parameters and
   restores both afterwards, seeds every random choice per target (so a target's result does
   not depend on which batch it ran in), and -- Foolbox style -- the BASE class enforces the
@@ -31,8 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal, Mapping, Sequence
 
-import numpy as np
-import scipy.sparse as sp
 import torch
 from torch import nn
 
@@ -40,8 +43,10 @@ from venomkit.config import build_config, replace_config
 from venomkit.encoders.base import ImageEncoder, group_by_size
 from venomkit.eval.text_edits import token_edit_ratio  # the token budget's unit; importable from here too
 from venomkit.models.freeze import frozen_eval  # the attack contract's freezing; importable from here too
+from venomkit.attacks.targets import Knowledge, TargetBatch
 from venomkit.progress import progress as progress_bar
-from venomkit.victims.base import Victim
+from venomkit.victims.base import Victim, scores_of_targets
+from venomkit.victims.scoring import TargetScorer, TokenTexts
 
 
 # ----------------------------------------------------------------------------------------
@@ -72,41 +77,6 @@ def project(adv: torch.Tensor, clean: torch.Tensor, eps: float, norm: str) -> to
 # ----------------------------------------------------------------------------------------
 # Inputs, outputs
 # ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Knowledge:
-    """What the adversary knows about the shop besides the model (all optional).
-
-    Attributes:
-        train: the users x items training interactions (CSR, binary). Used to mask items a
-            user has already seen when computing rank thresholds, as full-sort ranking does.
-        popularity: interactions per item (I,), e.g. a public best-seller list; EXPA, TAaMR
-            and the LLM rewrite pick their popular "hook" items from it.
-        texts: every item's description (I,), for style examples of popular items.
-        images: a callable ``indices -> list of (3, H_i, W_i)`` giving catalog images at their
-            own size (``Catalog.image_list``; TAaMR's popular class is the classifier's
-            majority vote over popular items' images).
-        protected_words: per target, words the text attacks must not edit (category names).
-    """
-
-    train: sp.csr_matrix | None = None
-    popularity: np.ndarray | None = None
-    texts: Sequence[str] | None = None
-    images: Callable[[Sequence[int]], Sequence[torch.Tensor]] | None = None
-    protected_words: Sequence[Sequence[str]] | None = None
-
-    def popular_items(self, n: int) -> np.ndarray:
-        """The ``n`` most popular item indices (ties by index); ValueError without popularity."""
-        if self.popularity is None:
-            raise ValueError("this attack needs item popularity: pass Knowledge(popularity=...)")
-        order = np.lexsort((np.arange(len(self.popularity)), -np.asarray(self.popularity)))
-        return order[:n]
-
-    def subset(self, rows: Sequence[int]) -> "Knowledge":
-        """The same knowledge for a subset of the targets (per-target fields sliced)."""
-        words = None if self.protected_words is None else [self.protected_words[r] for r in rows]
-        return Knowledge(self.train, self.popularity, self.texts, self.images, words)
 
 
 @dataclass
@@ -147,32 +117,57 @@ class AttackResult:
 
 
 class Forward:
-    """One evaluation of a model on perturbed content of the B targets.
+    """One evaluation of a victim on perturbed content of the B targets.
 
-    ``features`` are the re-encoded per-modality rows (B, D_m) of the targets; the
-    embeddings ``(user_emb (U, d), item_emb (I, d))`` are computed on first use with those
-    rows replacing the targets' clean rows.
+    For a feature victim (:class:`~venomkit.victims.base.Victim`), ``features`` are the
+    re-encoded per-modality rows (B, D_m) of the targets; a modality missing from them is
+    encoded from ``images`` / ``texts`` by the victim's own encoder (``texts`` may be
+    :class:`~venomkit.victims.scoring.TokenTexts`: token embeddings, for first-order token attacks). The embeddings
+    ``(user_emb (U, d), item_emb (I, d))`` are computed on first use with those rows replacing
+    the targets' clean rows. Any other victim (the MLLM ranker) is asked through the scoring
+    contract, ``victim.target_scores(users, images, texts, item_index)``.
     """
 
-    def __init__(self, model: Victim, item_index: torch.Tensor, features: Mapping[str, torch.Tensor], images: torch.Tensor | None = None):
+    def __init__(self, model: TargetScorer, item_index: torch.Tensor, features: Mapping[str, torch.Tensor] | None = None,
+                 images: torch.Tensor | None = None, texts: Sequence[str] | TokenTexts | None = None):
         self.model = model
         self.item_index = item_index
-        self.features = dict(features)
         self.images = images
+        self.texts = texts if texts is None or isinstance(texts, TokenTexts) else list(texts)
+        self._features = dict(features or {})
         self._emb: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def features(self) -> dict[str, torch.Tensor]:
+        """The targets' re-encoded rows per modality (feature victims only)."""
+        if not isinstance(self.model, Victim):
+            raise ValueError(f"{type(self.model).__name__} has no feature tables: this objective needs a feature victim (VBPR, AMR, MMGCN)")
+        for m in self.model.modalities:
+            if m not in self._features:
+                content = self.images if m == "visual" else self.texts
+                if content is None:
+                    raise ValueError(f"no {m} content of the targets to encode")
+                if m == "visual":
+                    self._features[m] = self.model.image_encoder(content)
+                elif isinstance(content, TokenTexts):
+                    self._features[m] = self.model.text_encoder.forward_embeddings(content.embeddings, content.ids)
+                else:
+                    self._features[m] = self.model.text_encoder(content)
+        return self._features
 
     @property
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._emb is None:
-            self._emb = self.model(self.model.features_with(self.item_index, self.features))
+            model: Victim = self.model  # type: ignore[assignment]
+            self._emb = model(model.features_with(self.item_index, self.features))
         return self._emb
 
     def target_scores(self, users: torch.Tensor | None) -> torch.Tensor:
-        """Scores (U', B) of the targets for ``users`` (all users when None)."""
+        """Scores (U', B) of the targets for ``users`` (the victim's objective users when None)."""
+        if not isinstance(self.model, Victim):
+            return self.model.target_scores(users, self.images, self.texts, self.item_index)
         user_emb, item_emb = self.embeddings
-        if users is not None:
-            user_emb = user_emb[users]
-        return user_emb @ item_emb[self.item_index].T
+        return scores_of_targets(user_emb, item_emb, users, self.item_index)
 
 
 # ----------------------------------------------------------------------------------------
@@ -256,8 +251,8 @@ class Attack(ABC):
                 config = replace_config(config, overrides, where=self.name)
         else:
             raise ValueError(f"config must be a {self.config_class.__name__} or a mapping, got {type(config).__name__}")
-        if surrogate is not None and not isinstance(surrogate, (Victim, ImageEncoder)):
-            raise ValueError(f"surrogate must be a Victim or an ImageEncoder, got {type(surrogate).__name__}")
+        if surrogate is not None and not isinstance(surrogate, (TargetScorer, ImageEncoder)):
+            raise ValueError(f"surrogate must be a victim (Victim, MLLMVictim) or an ImageEncoder, got {type(surrogate).__name__}")
         self.config = config
         self.surrogate = surrogate
 
@@ -275,60 +270,35 @@ class Attack(ABC):
 
     # -- the contract ---------------------------------------------------------------------
 
-    def __call__(
-        self,
-        victim: Victim,
-        images: torch.Tensor | Sequence[torch.Tensor] | None,
-        texts: Sequence[str] | None,
-        item_index: torch.Tensor | Sequence[int],
-        users: torch.Tensor | Sequence[int] | None = None,
-        knowledge: Knowledge | None = None,
-    ) -> AttackResult:
-        """Attack targets ``item_index`` (B,) whose clean content is ``images``/``texts``.
+    def __call__(self, victim: TargetScorer, batch: TargetBatch) -> AttackResult:
+        """Attack the targets of ``batch`` (:class:`~venomkit.attacks.targets.TargetBatch`) on ``victim``.
 
-        ``images`` is a (B, 3, H, W) tensor or a list of B (3, H_i, W_i) tensors in [0, 1] at
-        each photo's own size. Targets are attacked in groups of equal image size (one tensor
-        per group: the victim's encoder resizes inside, so the perturbation lives on the native
-        pixels); the result has the input's form (a tensor, or a list in target order).
-        ``users`` (U',) are the users whose scores the objective raises (all users when None).
-        Returns the budget-projected adversarial content and per-target diagnostics:
-        ``score_before``/``score_after`` (mean victim score over ``users``, re-encoded).
+        Targets are attacked in groups of equal image size (one tensor per group: the victim's
+        encoder resizes inside, so the perturbation lives on the native pixels); the result
+        has the input's form (a tensor, or a list in target order). ``batch.users`` None means
+        the victim's default users (every user for a feature victim). Returns the
+        budget-projected adversarial content and per-target diagnostics:
+        ``score_before``/``score_after`` (mean victim score over the users, re-encoded).
         """
-        if not isinstance(victim, Victim):
-            raise ValueError(f"victim must be a venomkit Victim, got {type(victim).__name__}")
-        item_index = torch.as_tensor(item_index, dtype=torch.long).reshape(-1)
-        b = item_index.numel()
-        if b == 0:
-            raise ValueError("item_index is empty: pass at least one target")
-        if len(set(item_index.tolist())) != b:
-            raise ValueError("item_index has repeated targets; each target must appear once")
-        device = _device_of(victim)
-        item_index = item_index.to(device)
-        as_tensor = isinstance(images, torch.Tensor)
-        image_list = None if images is None else _check_images(images, b, device)
-        if texts is not None:
-            texts = list(texts)
-            if len(texts) != b or not all(isinstance(t, str) for t in texts):
-                raise ValueError(f"texts must be {b} strings, one per target")
-        if "visual" in self.perturbs and image_list is None:
+        if not isinstance(victim, TargetScorer):
+            raise ValueError(f"victim must implement venomkit's scoring contract (a Victim or an MLLMVictim), got {type(victim).__name__}")
+        if not isinstance(batch, TargetBatch):
+            raise ValueError(f"batch must be a TargetBatch (venomkit.attacks.targets), got {type(batch).__name__}")
+        if "visual" in self.perturbs and batch.images is None:
             raise ValueError(f"{self.name} perturbs images: pass the targets' clean images")
-        if "text" in self.perturbs and texts is None:
+        if "text" in self.perturbs and batch.texts is None:
             raise ValueError(f"{self.name} perturbs texts: pass the targets' clean texts")
-        if users is not None:
-            users = torch.as_tensor(users, dtype=torch.long).reshape(-1).to(device)
-            if users.numel() == 0:
-                raise ValueError("users is empty: pass None for all users")
-        knowledge = knowledge or Knowledge()
-        if knowledge.protected_words is not None and len(knowledge.protected_words) != b:
-            raise ValueError(f"knowledge.protected_words must have one entry per target ({b})")
-
+        batch = batch.to(_device_of(victim))
+        if batch.users is None:
+            batch = batch.with_users(victim.default_users())
+        b = len(batch)
+        as_tensor = isinstance(batch.images, torch.Tensor)
         adv_images: list[torch.Tensor | None] = [None] * b
-        adv_texts: list[str] | None = None if texts is None else list(texts)
+        adv_texts: list[str] | None = None if batch.texts is None else list(batch.texts)
         diag_rows: dict[str, torch.Tensor] = {}
-        groups = [(list(range(b)), None)] if image_list is None else group_by_size(image_list)
+        groups = [(list(range(b)), None)] if batch.images is None else group_by_size(list(batch.images))
         for rows, g_images in groups:
-            g_texts = None if texts is None else [texts[r] for r in rows]
-            g_adv, g_texts_adv, g_diag = self._attack_group(victim, g_images, g_texts, item_index[rows], users, knowledge.subset(rows))
+            g_adv, g_texts_adv, g_diag = self._attack_group(victim, batch.subset(rows, g_images))
             for k, r in enumerate(rows):
                 if g_adv is not None:
                     adv_images[r] = g_adv[k]
@@ -339,24 +309,24 @@ class Attack(ABC):
         out_images: torch.Tensor | list[torch.Tensor] | None = None
         if any(a is not None for a in adv_images):
             out_images = torch.stack(adv_images) if as_tensor else list(adv_images)  # type: ignore[arg-type]
-        return AttackResult(item_index.cpu(), out_images, adv_texts, diag_rows)
+        return AttackResult(batch.item_index.cpu(), out_images, adv_texts, diag_rows)
 
-    def _attack_group(self, victim: Victim, images: torch.Tensor | None, texts: list[str] | None, item_index: torch.Tensor,
-                      users: torch.Tensor | None, knowledge: Knowledge) -> tuple[torch.Tensor | None, list[str] | None, dict[str, torch.Tensor]]:
+    def _attack_group(self, victim: TargetScorer, batch: TargetBatch) -> tuple[torch.Tensor | None, list[str] | None, dict[str, torch.Tensor]]:
         """Attack G targets whose images share one size (G, 3, H, W); budgets enforced here."""
-        b = item_index.numel()
+        b = len(batch)
         model = self._attack_model(victim)
+        images, texts = batch.images, batch.texts
         with frozen_eval(victim, model if model is not victim else None):
             with torch.no_grad():
-                before = _mean_scores(victim, images, texts, item_index, users)
+                before = _mean_scores(victim, images, texts, batch.item_index, batch.users)
             if self.config.batch_targets or b == 1:
-                adv_images, adv_texts, diag = self.perturb(model, images, texts, item_index, users, knowledge)
+                adv_images, adv_texts, diag = self.perturb(model, batch)
             else:
-                adv_images, adv_texts, diag = self._per_target(model, images, texts, item_index, users, knowledge)
+                adv_images, adv_texts, diag = self._per_target(model, batch)
             adv_images = self._enforce_image_budget(adv_images, images)
             adv_texts, reverted = self._enforce_text_budget(victim, adv_texts, texts)
             with torch.no_grad():
-                after = _mean_scores(victim, adv_images if adv_images is not None else images, adv_texts if adv_texts is not None else texts, item_index, users)
+                after = _mean_scores(victim, adv_images if adv_images is not None else images, adv_texts if adv_texts is not None else texts, batch.item_index, batch.users)
         diagnostics = {k: v.detach().float().reshape(b).cpu() for k, v in diag.items()}
         diagnostics["score_before"] = before.cpu()
         diagnostics["score_after"] = after.cpu()
@@ -365,18 +335,11 @@ class Attack(ABC):
         return adv_images, adv_texts, diagnostics
 
     @abstractmethod
-    def perturb(
-        self,
-        model: Victim,
-        images: torch.Tensor | None,
-        texts: list[str] | None,
-        item_index: torch.Tensor,
-        users: torch.Tensor | None,
-        knowledge: Knowledge,
-    ) -> tuple[torch.Tensor | None, list[str] | None, dict[str, torch.Tensor]]:
-        """Return (adversarial images or None, adversarial texts or None, diagnostics (B,) each).
+    def perturb(self, model: TargetScorer, batch: TargetBatch) -> tuple[torch.Tensor | None, list[str] | None, dict[str, torch.Tensor]]:
+        """Return (adversarial images or None, adversarial texts or None, diagnostics (G,) each).
 
-        ``model`` is the victim (white-box) or the surrogate (grey-box), already in eval mode.
+        ``model`` is the victim (white-box) or the surrogate (grey-box), already in eval mode;
+        ``batch`` is one same-size group (``batch.images`` a (G, 3, H, W) tensor or None).
         The base class projects the images to the budget afterwards.
         """
 
@@ -411,28 +374,20 @@ class Attack(ABC):
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _attack_model(self, victim: Victim) -> Victim:
+    def _attack_model(self, victim: TargetScorer) -> TargetScorer:
         if self.surrogate is None:
             return victim
-        if isinstance(self.surrogate, Victim):
+        if isinstance(self.surrogate, TargetScorer):
             return self.surrogate
         return victim_with_image_encoder(victim, self.surrogate)
 
-    def _per_target(self, model, images, texts, item_index, users, knowledge):
+    def _per_target(self, model: TargetScorer, batch: TargetBatch):
         imgs: list[torch.Tensor] = []
         txts: list[str] = []
         diags: dict[str, list[torch.Tensor]] = {}
         got_images = got_texts = False
-        for r in range(item_index.numel()):
-            sl = slice(r, r + 1)
-            a_img, a_txt, d = self.perturb(
-                model,
-                None if images is None else images[sl],
-                None if texts is None else texts[sl],
-                item_index[sl],
-                users,
-                knowledge.subset([r]),
-            )
+        for r in range(len(batch)):
+            a_img, a_txt, d = self.perturb(model, batch.subset([r]))
             if a_img is not None:
                 got_images = True
                 imgs.append(a_img)
@@ -450,28 +405,14 @@ class Attack(ABC):
     def fixed_features(self, model: Victim, images: torch.Tensor | None, texts: Sequence[str] | None) -> dict[str, torch.Tensor]:
         """Features of the modalities this attack does NOT perturb (encoded once, no grad)."""
         out: dict[str, torch.Tensor] = {}
+        if not isinstance(model, Victim):
+            return out  # the victim encodes its content itself (venomkit.victims.scoring)
         with torch.no_grad():
             if "visual" in model.modalities and "visual" not in self.perturbs and images is not None:
                 out["visual"] = model.image_encoder(images)
             if "text" in model.modalities and "text" not in self.perturbs and texts is not None:
                 out["text"] = model.text_encoder(list(texts))
         return out
-
-
-def _check_images(images: torch.Tensor | Sequence[torch.Tensor], b: int, device: torch.device) -> list[torch.Tensor]:
-    """The targets' images as B (3, H_i, W_i) float tensors in [0, 1] on ``device``."""
-    if isinstance(images, torch.Tensor):
-        if images.dim() != 4 or images.shape[1] != 3 or images.shape[0] != b:
-            raise ValueError(f"images must have shape (B={b}, 3, H, W) or be a list of B (3, H, W) tensors, got {tuple(images.shape)}")
-        items = list(images)
-    else:
-        items = list(images)
-        if len(items) != b or any(not isinstance(im, torch.Tensor) or im.dim() != 3 or im.shape[0] != 3 for im in items):
-            raise ValueError(f"images must be a list of B={b} tensors (3, H, W), one per target")
-    for im in items:
-        if not torch.is_floating_point(im) or im.min() < 0 or im.max() > 1:
-            raise ValueError("images must be float tensors in [0, 1]")
-    return [im.detach().to(device) for im in items]
 
 
 def _device_of(module: nn.Module) -> torch.device:
@@ -482,15 +423,9 @@ def _device_of(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _mean_scores(victim: Victim, images, texts, item_index, users) -> torch.Tensor:
+def _mean_scores(victim: TargetScorer, images, texts, item_index, users) -> torch.Tensor:
     """Mean victim score of each target over ``users`` with its content re-encoded (B,)."""
-    if not victim.modalities:
-        user_emb, item_emb = victim()
-    else:
-        user_emb, item_emb = victim.item_representations(images, texts, item_index)
-    if users is not None:
-        user_emb = user_emb[users]
-    return (user_emb @ item_emb[item_index].T).mean(0)
+    return victim.target_scores(users, images, texts, item_index).mean(0)
 
 
 # ----------------------------------------------------------------------------------------
@@ -560,20 +495,22 @@ class IterativeImageAttack(Attack):
     perturbs: ClassVar[tuple[str, ...]] = ("visual",)
 
     @abstractmethod
-    def build_objective(self, model: Victim, images: torch.Tensor, texts, item_index, users, knowledge) -> Callable[[Forward], torch.Tensor]:
-        """The per-target loss (B,) to minimise, prepared for these targets."""
+    def build_objective(self, model: TargetScorer, batch: TargetBatch) -> Callable[[Forward], torch.Tensor]:
+        """The per-target loss (G,) to minimise, prepared for these targets."""
 
-    def perturb(self, model, images, texts, item_index, users, knowledge):
-        cfg: IterativeConfig = self.config  # type: ignore[assignment]
-        objective = self.build_objective(model, images, texts, item_index, users, knowledge)
-        fixed = self.fixed_features(model, images, texts)
+    def loop_config(self) -> IterativeConfig:
+        """The loop's budget and schedule (the config itself; FGSM derives a one-step loop)."""
+        return self.config  # type: ignore[return-value]
+
+    def perturb(self, model: TargetScorer, batch: TargetBatch):
+        cfg = self.loop_config()
+        objective = self.build_objective(model, batch)
+        fixed = self.fixed_features(model, batch.images, batch.texts)
 
         def loss_fn(x: torch.Tensor) -> torch.Tensor:
-            feats = dict(fixed)
-            feats["visual"] = model.image_encoder(x)
-            return objective(Forward(model, item_index, feats, images=x))
+            return objective(Forward(model, batch.item_index, fixed, images=x, texts=batch.texts))
 
-        adv, best_loss, first_loss = pgd_loop(loss_fn, images, cfg, item_index, desc=f"{self.name} steps")
+        adv, best_loss, first_loss = pgd_loop(loss_fn, batch.images, cfg, batch.item_index, desc=f"{self.name} steps")
         return adv, None, {"objective_before": first_loss, "objective_after": best_loss}
 
 

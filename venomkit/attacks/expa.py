@@ -35,5 +35,5 @@ class EXPA(IterativeImageAttack):
     name: ClassVar[str] = "expa"
     config_class: ClassVar[type[AttackConfig]] = EXPAConfig
 
-    def build_objective(self, model, images, texts, item_index, users, knowledge):
-        return EXPAObjective(self.config.n_hooks).prepare(model, item_index, users, knowledge)
+    def build_objective(self, model, batch):
+        return EXPAObjective(self.config.n_hooks).prepare(model, batch.item_index, batch.users, batch.knowledge)

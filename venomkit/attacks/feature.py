@@ -77,7 +77,8 @@ def feature_attack_one(
     ``users`` (U',) restricts the objective to a user group (default: all users); ``train``
     (users x items CSR or ``Interactions``) masks seen items in the rank thresholds.
     """
-    from venomkit.attacks.base import Forward, Knowledge
+    from venomkit.attacks.base import Forward
+    from venomkit.attacks.targets import Knowledge
     from venomkit.attacks.objectives import PromotionHinge
     from venomkit.victims.feature_adversary import fgm_feature_perturbation
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from venomkit.attacks.base import AttackConfig, IterativeConfig, _check_positive, pgd_loop, Forward, IterativeImageAttack
+from venomkit.attacks.base import AttackConfig, IterativeConfig, IterativeImageAttack, _check_positive
 from venomkit.attacks.pgd import PromotionConfig
 
 
@@ -40,17 +40,8 @@ class FGSM(IterativeImageAttack):
     name: ClassVar[str] = "fgsm"
     config_class: ClassVar[type[AttackConfig]] = FGSMConfig
 
-    def build_objective(self, model, images, texts, item_index, users, knowledge):
-        return self.config.promotion_objective().prepare(model, item_index, users, knowledge)
+    def build_objective(self, model, batch):
+        return self.config.promotion_objective().prepare(model, batch.item_index, batch.users, batch.knowledge)
 
-    def perturb(self, model, images, texts, item_index, users, knowledge):
-        objective = self.build_objective(model, images, texts, item_index, users, knowledge)
-        fixed = self.fixed_features(model, images, texts)
-
-        def loss_fn(x):
-            feats = dict(fixed)
-            feats["visual"] = model.image_encoder(x)
-            return objective(Forward(model, item_index, feats, images=x))
-
-        adv, final, first = pgd_loop(loss_fn, images, self.config.loop(), item_index, desc=f"{self.name} steps")
-        return adv, None, {"objective_before": first, "objective_after": final}
+    def loop_config(self) -> IterativeConfig:
+        return self.config.loop()

@@ -29,5 +29,5 @@ class INSA(IterativeImageAttack):
     name: ClassVar[str] = "insa"
     config_class: ClassVar[type[AttackConfig]] = INSAConfig
 
-    def build_objective(self, model, images, texts, item_index, users, knowledge):
-        return INSAObjective().prepare(model, item_index, users, knowledge)
+    def build_objective(self, model, batch):
+        return INSAObjective().prepare(model, batch.item_index, batch.users, batch.knowledge)

@@ -60,7 +60,8 @@ class JointAttack(Attack):
     def text_within_budget(self, victim, clean, adv):
         return self.config.within_text_budget(victim.text_encoder, clean, adv)
 
-    def perturb(self, model, images, texts, item_index, users, knowledge):
+    def perturb(self, model, batch):
+        images, texts, item_index, users, knowledge = batch.images, batch.texts, batch.item_index, batch.users, batch.knowledge
         for m in ("visual", "text"):
             if m not in model.modalities:
                 raise ValueError(f"the joint attack needs a victim reading images and texts; {model.kind} lacks {m}")

@@ -92,7 +92,8 @@ class LLMRewrite(Attack):
     def text_within_budget(self, victim: Victim, clean: str, adv: str) -> bool:
         return clean == adv or float(self.similarity(victim, [clean], [adv])[0]) >= self.config.min_similarity - 1e-6
 
-    def perturb(self, model, images, texts, item_index, users, knowledge):
+    def perturb(self, model, batch):
+        images, texts, item_index, users, knowledge = batch.images, batch.texts, batch.item_index, batch.users, batch.knowledge
         if "text" not in model.modalities or model.text_encoder is None:
             raise ValueError(f"{self.name} edits texts: the victim reads no text")
         cfg: LLMRewriteConfig = self.config  # type: ignore[assignment]

@@ -5,8 +5,9 @@ hook features are computed once, without gradients, from the CLEAN model) and th
 a :class:`~venomkit.attacks.base.Forward` of the perturbed content. Constants never depend
 on another target's perturbation, so the B targets of a batch do not interact.
 
-Notation: ``s(u, t) = user_emb[u] . item_emb[t]`` the victim's score of target ``t`` for
-user ``u``; ``U`` the user set of the objective (all users unless given); users who already
+Notation: ``s(u, t)`` the victim's score of target ``t`` for user ``u`` (``Forward.target_scores``:
+``user_emb[u] . item_emb[t]`` for a feature victim, ``logit(yes) - logit(no)`` for the MLLM ranker;
+:mod:`venomkit.victims.scoring`); ``U`` the user set of the objective (all users unless given); users who already
 interacted with ``t`` in training are left out (full-sort ranking masks them).
 """
 
@@ -16,23 +17,14 @@ import math
 from typing import Literal
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from venomkit.attacks.base import Forward, Knowledge
+from venomkit.attacks.base import Forward
+from venomkit.attacks.targets import Knowledge
 from venomkit.victims.base import Victim
-
-
-def _train_mask_rows(train: sp.csr_matrix | None, users: torch.Tensor | None, n_users: int, n_items: int, device) -> torch.Tensor | None:
-    """Dense bool (U', I) mask of training interactions for the objective's users."""
-    if train is None:
-        return None
-    if train.shape != (n_users, n_items):
-        raise ValueError(f"knowledge.train has shape {train.shape}, the victim has {n_users} users x {n_items} items")
-    rows = train if users is None else train[users.cpu().numpy()]
-    return torch.from_numpy(np.asarray(rows.todense()) > 0).to(device)
+from venomkit.victims.scoring import TargetScorer
 
 
 class PromotionHinge:
@@ -66,27 +58,11 @@ class PromotionHinge:
             raise ValueError(f"temperature must be > 0, got {temperature!r}")
         self.k, self.margin, self.variant, self.temperature = k, float(margin), variant, float(temperature)
 
-    def prepare(self, model: Victim, item_index: torch.Tensor, users: torch.Tensor | None, knowledge: Knowledge) -> "PromotionHinge":
-        with torch.no_grad():
-            user_emb, item_emb = model()
-            if users is not None:
-                user_emb = user_emb[users]
-            scores = user_emb @ item_emb.T  # (U', I)
-            n_items = scores.shape[1]
-            seen = _train_mask_rows(knowledge.train, users, model_n_users(model, user_emb, users), n_items, scores.device)
-            if seen is not None:
-                scores = scores.masked_fill(seen, float("-inf"))
-            k = min(self.k, n_items - 1)
-            vals, idx = scores.topk(k + 1, dim=1)  # (U', K+1)
-            in_top = (idx[:, :k].unsqueeze(-1) == item_index.view(1, 1, -1)).any(1)  # (U', B)
-            # Excluding the target itself: the K-th other item is the (K+1)-th when t is in the top K.
-            thr = torch.where(in_top, vals[:, k : k + 1], vals[:, k - 1 : k])
-            weight = torch.ones_like(thr) if seen is None else (~seen[:, item_index]).float()
-            # Users with fewer than K unseen items have -inf thresholds: nothing to pass.
-            weight = weight * torch.isfinite(thr).float()
-            self.threshold = torch.where(torch.isfinite(thr), thr, torch.zeros_like(thr))
-            self.weight = weight
-            self.users = users
+    def prepare(self, model: TargetScorer, item_index: torch.Tensor, users: torch.Tensor | None, knowledge: Knowledge) -> "PromotionHinge":
+        # The victim says what "the K-th score" is: full sort for feature victims, the user's
+        # candidate list for the MLLM ranker (venomkit.victims.scoring).
+        self.threshold, self.weight = model.rank_thresholds(users, item_index, self.k, knowledge.train)
+        self.users = users
         return self
 
     def __call__(self, out: Forward) -> torch.Tensor:
@@ -101,17 +77,6 @@ class PromotionHinge:
         return (per_user * self.weight).sum(0) / self.weight.sum(0).clamp_min(1.0)
 
 
-def model_n_users(model: Victim, user_emb: torch.Tensor, users: torch.Tensor | None) -> int:
-    """Number of users of the model (user_emb may already be restricted to ``users``)."""
-    if users is None:
-        return user_emb.shape[0]
-    n = getattr(model, "n_users", None)
-    if n is None:
-        with torch.no_grad():
-            n = model()[0].shape[0]
-    return int(n)
-
-
 class INSA:
     """INSA, the insider attack of AIP (Liu & Larson, "Adversarial Item Promotion", WWW 2021).
 
@@ -123,7 +88,7 @@ class INSA:
     mean exp-score, so the optimum is the same). Users who interacted with ``t`` are left out.
     """
 
-    def prepare(self, model: Victim, item_index: torch.Tensor, users: torch.Tensor | None, knowledge: Knowledge) -> "INSA":
+    def prepare(self, model: TargetScorer, item_index: torch.Tensor, users: torch.Tensor | None, knowledge: Knowledge) -> "INSA":
         self.users = users
         self.weight = None
         if knowledge.train is not None:
@@ -159,7 +124,9 @@ class EXPA:
             raise ValueError(f"n_hooks must be a positive integer, got {n_hooks!r}")
         self.n_hooks = n_hooks
 
-    def prepare(self, model: Victim, item_index: torch.Tensor, users, knowledge: Knowledge) -> "EXPA":
+    def prepare(self, model: TargetScorer, item_index: torch.Tensor, users, knowledge: Knowledge) -> "EXPA":
+        if not isinstance(model, Victim):
+            raise ValueError(f"EXPA moves the target towards popular items' feature vectors: {type(model).__name__} has no feature tables (use a feature victim such as VBPR as the surrogate)")
         if "visual" not in model.modalities:
             raise ValueError(f"EXPA moves visual features: victim {getattr(model, 'kind', type(model).__name__)} reads no images")
         hooks = knowledge.popular_items(self.n_hooks + item_index.numel())

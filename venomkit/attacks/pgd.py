@@ -63,5 +63,5 @@ class PGD(IterativeImageAttack):
     name: ClassVar[str] = "pgd"
     config_class: ClassVar[type[AttackConfig]] = PGDConfig
 
-    def build_objective(self, model, images, texts, item_index, users, knowledge):
-        return self.config.promotion_objective().prepare(model, item_index, users, knowledge)
+    def build_objective(self, model, batch):
+        return self.config.promotion_objective().prepare(model, batch.item_index, batch.users, batch.knowledge)

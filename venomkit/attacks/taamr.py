@@ -64,14 +64,14 @@ class TAaMR(IterativeImageAttack):
             raise ValueError("taamr: set classifier=SPEC (e.g. zoo:toyshop-cnn): the CNN whose class the attack moves")
         return cls(config, classifier=load_classifier(config.classifier, config.head, device=device), surrogate=surrogate)
 
-    def __call__(self, victim, images, texts, item_index, users=None, knowledge=None):
+    def __call__(self, victim, batch):
         with frozen_eval(self.classifier):
-            return super().__call__(victim, images, texts, item_index, users, knowledge)
+            return super().__call__(victim, batch)
 
-    def build_objective(self, model, images, texts, item_index, users, knowledge):
+    def build_objective(self, model, batch):
         cfg = self.config
-        self.classifier.to(images.device)
-        return TAaMRObjective(self.classifier, cfg.n_popular, cfg.target_class).prepare(model, item_index, users, knowledge)
+        self.classifier.to(batch.images.device)
+        return TAaMRObjective(self.classifier, cfg.n_popular, cfg.target_class).prepare(model, batch.item_index, batch.users, batch.knowledge)
 
 
 class HeadClassifier(nn.Module):

@@ -1,7 +1,9 @@
 """White-box token substitution: HotFlip (Ebrahimi et al., ACL 2018) on item descriptions.
 
-The victim's text encoder exposes its token-embedding table ``E`` (V, d) and encodes input
-embeddings directly, so the first-order change of the promotion loss when position ``p``
+The victim's token space (``victim.text_tokens``: a feature victim's text encoder, or the
+MLLM ranker's candidate-text tokens over its language model's vocabulary) exposes its
+token-embedding table ``E`` (V, d), and the victim scores texts given as token embeddings
+(:class:`~venomkit.victims.scoring.TokenTexts`), so the first-order change of the promotion loss when position ``p``
 switches from token ``w`` to token ``v`` is
 
     dL(p, w -> v) ~= (E[v] - E[w]) . dL/de_p
@@ -24,12 +26,13 @@ from typing import ClassVar, Sequence
 
 import torch
 
-from venomkit.attacks.base import Attack, AttackConfig, Forward, Knowledge
+from venomkit.attacks.base import Attack, AttackConfig, Forward
 from venomkit.attacks.pgd import PromotionConfig
+from venomkit.attacks.targets import Knowledge
 from venomkit.encoders.base import TextEncoder
 from venomkit.eval.text_edits import real_token_mask, real_tokens, silent_token_mask, text_edit_ratio, vocabulary_strings
 from venomkit.progress import progress as progress_bar
-from venomkit.victims.base import Victim
+from venomkit.victims.scoring import TargetScorer, TokenTexts
 
 STOP_WORDS = frozenset(
     "a an the and or but of in on at to for from by with without as is are was were be been it its this that "
@@ -219,22 +222,21 @@ class TokenHotFlip(Attack):
     config_class: ClassVar[type[AttackConfig]] = HotFlipConfig
     perturbs: ClassVar[tuple[str, ...]] = ("text",)
 
-    def text_within_budget(self, victim: Victim, clean: str, adv: str) -> bool:
-        return self.config.within_text_budget(victim.text_encoder, clean, adv)
+    def text_within_budget(self, victim: TargetScorer, clean: str, adv: str) -> bool:
+        return self.config.within_text_budget(victim.text_tokens, clean, adv)
 
-    def perturb(self, model, images, texts, item_index, users, knowledge):
-        if "text" not in model.modalities or model.text_encoder is None:
+    def perturb(self, model, batch):
+        images, texts, item_index, users, knowledge = batch.images, batch.texts, batch.item_index, batch.users, batch.knowledge
+        enc = model.text_tokens  # the victim's text encoder, or the MLLM ranker's candidate-text tokens
+        if "text" not in model.modalities or enc is None:
             raise ValueError(f"{self.name} edits texts: the victim reads no text")
         cfg: HotFlipConfig = self.config  # type: ignore[assignment]
         objective = cfg.promotion_objective().prepare(model, item_index, users, knowledge)
         fixed = self.fixed_features(model, images, texts)
-        enc = model.text_encoder
         flipper = TextFlipper(enc, list(texts), cfg, knowledge, item_index.device)
 
         def loss_of_texts(batch_texts: list[str]) -> torch.Tensor:
-            feats = dict(fixed)
-            feats["text"] = enc(batch_texts)
-            return objective(Forward(model, item_index, feats))
+            return objective(Forward(model, item_index, fixed, images=images, texts=batch_texts))
 
         with torch.no_grad():
             first = loss_of_texts(flipper.texts)
@@ -243,9 +245,8 @@ class TokenHotFlip(Attack):
         rounds = progress_bar(total=int(flipper.budget.max()), desc=f"{self.name} rounds ({item_index.numel()} targets)", unit="round", leave=False)
         while bool(flipper.active().any()):
             emb = flipper.embeddings().detach().requires_grad_(True)
-            feats = dict(fixed)
-            feats["text"] = enc.forward_embeddings(emb, flipper.ids)
-            (grad,) = torch.autograd.grad(objective(Forward(model, item_index, feats)).sum(), emb)
+            tokens = TokenTexts(flipper.ids, emb, list(flipper.texts))
+            (grad,) = torch.autograd.grad(objective(Forward(model, item_index, fixed, images=images, texts=tokens)).sum(), emb)
             loss = flipper.step(grad, loss_of_texts, loss)
             rounds.update(1)
         rounds.close()

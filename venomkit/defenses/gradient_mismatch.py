@@ -68,7 +68,7 @@ def per_user_gradients(
     (zero for users whose hinge is inactive or who already interacted with ``t``),
     ``active`` (U',) bool marks users with a non-zero hinge, ``users`` the user indices.
     """
-    from venomkit.attacks.base import Knowledge
+    from venomkit.attacks.targets import Knowledge
     from venomkit.attacks.objectives import PromotionHinge
 
     device = victim.device

@@ -6,7 +6,7 @@
     accelerate launch --config_file assets/accelerate/cpu-2proc.yaml -m venomkit run attacks/pgd.yaml ...
 
 ``venomkit attack NAME_OR_RECIPE`` is ``venomkit run`` of an attack recipe (or a registry name)
-with ``--victim`` required: the same outputs, ``results.csv``, ``summary.json``,
+with ``--victim`` required (VenomRec's defaults to ``zoo:toyshop-vlm``): the same outputs, ``results.csv``, ``summary.json``,
 ``images/<item>_clean.png``, ``_adv.png``, ``_grid.png``, ``texts.csv``, ``report.html``.
 Overrides may stand anywhere on the line. The flags below fill or replace recipe sections;
 ``venomkit defend judge`` and ``venomkit demo`` are front-ends that call :func:`run_from_args`.
@@ -89,6 +89,10 @@ def run_from_args(recipe: str, overrides: list[str], args: argparse.Namespace, e
     from venomkit.runs.tables import format_screen
 
     check_flags(args)
+    from venomkit.runs.poisoning import cli_poisoning, poisoning_attack_of
+
+    if poisoning_attack_of(recipe):  # VenomRec: edits, a poisoned fine-tune per setting, ER@K (runs/poisoning.py)
+        return cli_poisoning(recipe, list(extra_overrides) + list(overrides), args)
     run = load_run(recipe, list(extra_overrides) + list(overrides), flags_from_args(args))
     if getattr(args, "no_report", False):
         run.recipe.outputs.report = False
@@ -109,14 +113,18 @@ def cli_run(args: argparse.Namespace) -> int:
 
 def add_attack_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Arguments of ``venomkit attack NAME --victim CKPT --data SPEC --targets N --out DIR [k=v ...]``."""
-    from venomkit.attacks import ATTACK_NAMES
+    from venomkit.attacks import ATTACK_NAMES, POISONING_ATTACK_NAMES
 
-    parser.add_argument("name", help=f"attack name ({', '.join(ATTACK_NAMES)}) or a recipe YAML (attacks/*.yaml)")
+    parser.add_argument("name", help=f"attack name ({', '.join(ATTACK_NAMES + POISONING_ATTACK_NAMES)}) or a recipe YAML (attacks/*.yaml)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. eps=16/255 steps=20 (anywhere on the line)")
     parser.add_argument("--surrogate", default=None, metavar="SPEC", help="grey-box: image encoder spec the attack optimises on")
-    return add_run_flags(parser, victim_required=True)
+    return add_run_flags(parser, victim_required=False)
 
 
 def cli_attack(args: argparse.Namespace) -> int:
     """``venomkit attack``."""
+    from venomkit.runs.poisoning import poisoning_attack_of
+
+    if args.victim is None and not poisoning_attack_of(args.name):
+        raise ValueError(f"--victim is required for {args.name} (a checkpoint folder from venomkit train, or a kind to train)")
     return run_from_args(args.name, args.overrides, args)

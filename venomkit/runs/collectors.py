@@ -1,7 +1,7 @@
 """Metric collectors, registered by name (the idea of RecBole's ``evaluator/collector.py``).
 
 The engine attacks a batch of targets, saves the adversarial content, reads it back and hands
-the collectors one :class:`TargetBatch`: everything that may be measured about those targets,
+the collectors one :class:`AttackedBatch`: everything that may be measured about those targets,
 with the costly parts (re-encoded features) computed once, on first use. Each collector says
 what it ``needs`` (images, texts, perturbed feature rows, a CLIP, the victim's text encoder)
 and returns named columns, one value per target. A run lists collectors by name
@@ -38,7 +38,7 @@ def register(name: str) -> Callable[[type["Collector"]], type["Collector"]]:
 
 
 @dataclass(eq=False)
-class TargetBatch:
+class AttackedBatch:
     """What the collectors may read about B attacked targets (lazy, cached properties).
 
     Attributes:
@@ -133,15 +133,15 @@ class TargetBatch:
 
 
 class Collector:
-    """A family of result columns. ``needs`` lists :meth:`TargetBatch.has` keys."""
+    """A family of result columns. ``needs`` lists :meth:`AttackedBatch.has` keys."""
 
     name: ClassVar[str] = ""
     needs: ClassVar[tuple[str, ...]] = ()
 
-    def applies(self, batch: TargetBatch) -> bool:
+    def applies(self, batch: AttackedBatch) -> bool:
         return all(batch.has(n) for n in self.needs)
 
-    def collect(self, batch: TargetBatch) -> dict[str, np.ndarray]:
+    def collect(self, batch: AttackedBatch) -> dict[str, np.ndarray]:
         """Columns ``{name: (B,) values}`` for the batch's targets."""
         raise NotImplementedError
 
@@ -160,7 +160,7 @@ class RankingCollector(Collector):
     masked, as full-sort evaluation does.
     """
 
-    def collect(self, batch: TargetBatch) -> dict[str, np.ndarray]:
+    def collect(self, batch: AttackedBatch) -> dict[str, np.ndarray]:
         from venomkit.eval.ranking import evaluate_targets, relative_improvement
 
         victim, ks = batch.victim, list(batch.ks)
@@ -201,7 +201,7 @@ class ImageStealthCollector(Collector):
 
     needs = ("images",)
 
-    def collect(self, batch: TargetBatch) -> dict[str, np.ndarray]:
+    def collect(self, batch: AttackedBatch) -> dict[str, np.ndarray]:
         from venomkit.eval import stealth
 
         cols: dict[str, list[float]] = {"ssim": [], "psnr": [], "linf": [], "l2": []}
@@ -223,7 +223,7 @@ class VictimEncoderCollector(Collector):
 
     needs = ("images", "image_encoder")
 
-    def collect(self, batch: TargetBatch) -> dict[str, np.ndarray]:
+    def collect(self, batch: AttackedBatch) -> dict[str, np.ndarray]:
         if "visual" not in batch.adv_features or "visual" not in batch.clean_features:
             return {}
         return {"victim_image_sim": _numpy(F.cosine_similarity(batch.clean_features["visual"], batch.adv_features["visual"], dim=1))}
@@ -237,7 +237,7 @@ class ClipCollector(Collector):
 
     needs = ("images", "stealth_clip")
 
-    def collect(self, batch: TargetBatch) -> dict[str, np.ndarray]:
+    def collect(self, batch: AttackedBatch) -> dict[str, np.ndarray]:
         image_encoder, text_encoder = batch.stealth_clip  # type: ignore[misc]
         with torch.no_grad():
             own = getattr(batch.victim, "image_encoder", None) is image_encoder
@@ -260,7 +260,7 @@ class TextStealthCollector(Collector):
 
     needs = ("texts", "text_encoder")
 
-    def collect(self, batch: TargetBatch) -> dict[str, np.ndarray]:
+    def collect(self, batch: AttackedBatch) -> dict[str, np.ndarray]:
         from venomkit.eval.text_edits import text_edit_ratio
 
         encoder = batch.victim.text_encoder
@@ -275,7 +275,7 @@ class FeatureShiftCollector(Collector):
     """``shift_<m>`` = ||f_adv - f_clean|| / ||f_clean|| per modality the attack changed, in the
     unit of adversarial training's budget (UAT-MC's eps is a ratio of the row norm)."""
 
-    def collect(self, batch: TargetBatch) -> dict[str, np.ndarray]:
+    def collect(self, batch: AttackedBatch) -> dict[str, np.ndarray]:
         changed = set(batch.adv_rows) if batch.adv_rows is not None else set()
         if batch.adv_rows is None:
             if batch.adv_images is not None:
@@ -294,11 +294,11 @@ class FeatureShiftCollector(Collector):
 class DiagnosticsCollector(Collector):
     """The attack's own per-target diagnostics (objective before/after, scores, edits), as ``diag_<name>``."""
 
-    def collect(self, batch: TargetBatch) -> dict[str, np.ndarray]:
+    def collect(self, batch: AttackedBatch) -> dict[str, np.ndarray]:
         return {f"diag_{k}": _numpy(v) for k, v in batch.diagnostics.items()}
 
 
-def collect_rows(names: Sequence[str], batch: TargetBatch) -> list[dict[str, float]]:
+def collect_rows(names: Sequence[str], batch: AttackedBatch) -> list[dict[str, float]]:
     """Run the named collectors that apply to ``batch``; one dict of columns per target."""
     rows: list[dict[str, float]] = [{} for _ in batch.targets]
     for name in names:

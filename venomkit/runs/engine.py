@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from venomkit.atomic import write_bytes
-from venomkit.runs.collectors import TargetBatch, collect_rows
+from venomkit.attacks.targets import TargetBatch
+from venomkit.runs.collectors import AttackedBatch, collect_rows
 from venomkit.runs.grids import grid_image
 from venomkit.runs.fingerprint import dataset_digest, run_fingerprint, state_digest
 from venomkit.runs.plan import Job, Setting, make_plan, shard
@@ -148,7 +149,7 @@ def attack_batch(ctx: BatchContext, targets: Sequence[int], memo: dict[tuple[Any
         else:
             categories = catalog.attributes.get("category")
             knowledge = dataclasses.replace(ctx.knowledge, protected_words=[[str(categories[t])] for t in targets] if categories is not None else None)
-            result = attack(victim, images, texts, index, knowledge=knowledge)
+            result = attack(victim, TargetBatch(index, images, texts, knowledge=knowledge))
             if key is not None:
                 memo.clear()
                 memo[key] = (result, time.perf_counter() - t0)
@@ -164,7 +165,7 @@ def attack_batch(ctx: BatchContext, targets: Sequence[int], memo: dict[tuple[Any
                 paths[b] = files
     seconds = time.perf_counter() - t0 + (made_seconds or 0.0)  # a reused content's making counted
 
-    batch = TargetBatch(
+    batch = AttackedBatch(
         victim=victim, targets=list(targets), train=ctx.dataset.split.train.matrix, ks=ctx.ks, clean_texts=texts,
         adv_texts=adv_texts, clean_images=clean_saved, adv_images=adv_saved, adv_rows=adv_rows,
         diagnostics=diagnostics, stealth_clip=ctx.stealth_clip,
@@ -390,7 +391,8 @@ def prepare_attackers(run: ResolvedRun, dataset: Any, data_digest: str, targets:
 
 
 def _prepare_context(dataset: Any, targets: Sequence[int], folder: Path, device: str) -> Any:
-    from venomkit.attacks.base import Knowledge, PrepareContext
+    from venomkit.attacks.base import PrepareContext
+    from venomkit.attacks.targets import Knowledge
 
     train = dataset.split.train
     knowledge = Knowledge(train=train.matrix, popularity=train.popularity(), texts=dataset.catalog.texts, images=dataset.catalog.image_list)
@@ -400,7 +402,7 @@ def _prepare_context(dataset: Any, targets: Sequence[int], folder: Path, device:
 def _run_jobs(run: ResolvedRun, jobs: Sequence[Job], victims: dict[str, RunVictim], builder: VictimBuilder, dataset: Any,
               store: RunStore, device: str, procs: Processes, progress: bool, stealth_clip: tuple[Any, Any] | None,
               given_attacks: dict[str, Any], run_targets: Sequence[int]) -> None:
-    from venomkit.attacks.base import Knowledge
+    from venomkit.attacks.targets import Knowledge
     from venomkit.progress import progress as progress_bar
 
     if not jobs:

@@ -22,16 +22,18 @@ name, and a buffer of the clean catalog's features. A checkpoint is a folder wit
 from __future__ import annotations
 
 import dataclasses
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from venomkit.encoders.base import ImageEncoder, Images, TextEncoder, encode_images
 from venomkit.models.freeze import freeze
+from venomkit.victims.scoring import TargetScorer, TokenTexts
 
 Features = Mapping[str, torch.Tensor]
 
@@ -112,6 +114,13 @@ class VictimConfig:
         return cls(**kwargs)
 
 
+def scores_of_targets(user_emb: torch.Tensor, item_emb: torch.Tensor, users: torch.Tensor | None, item_index: torch.Tensor) -> torch.Tensor:
+    """(U', B) = user_emb[users] @ item_emb[item_index].T (every user when ``users`` is None)."""
+    if users is not None:
+        user_emb = user_emb[users]
+    return user_emb @ item_emb[item_index].T
+
+
 def _check_int(cfg: object, name: str, minimum: int) -> None:
     value = getattr(cfg, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -130,7 +139,7 @@ def _check_float(cfg: object, name: str, minimum: float | None = None, maximum: 
     setattr(cfg, name, float(value))
 
 
-class Victim(nn.Module, ABC):
+class Victim(nn.Module, TargetScorer):
     """Base class of the recommenders venomkit attacks and hardens (see module docstring).
 
     Subclasses set ``kind`` and ``config_class``, call ``super().__init__(config)`` and
@@ -334,6 +343,58 @@ class Victim(nn.Module, ABC):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Re-encode raw content of items ``item_index`` and run the model: (user_emb, item_emb)."""
         return self(self.features_with(item_index, self.encode_content(images, texts)))
+
+    # ------------------------------------------------------ scoring contract
+    @property
+    def text_tokens(self) -> TextEncoder | None:
+        """The text encoder: the token space HotFlip edits this victim's texts in."""
+        return self.text_encoder if "text" in self.modalities else None
+
+    def target_scores(
+        self, users: torch.Tensor | None, images: Images | None, texts: Sequence[str] | TokenTexts | None, item_index: torch.Tensor
+    ) -> torch.Tensor:
+        """(U', B) dot-product scores of the targets re-encoded from raw content (:mod:`venomkit.victims.scoring`)."""
+        if not self.modalities:
+            user_emb, item_emb = self()
+        else:
+            if isinstance(texts, TokenTexts):
+                features = self.encode_content(images, texts.texts) if "visual" in self.modalities else {}
+                if "text" in self.modalities:
+                    features["text"] = self.text_encoder.forward_embeddings(texts.embeddings, texts.ids)
+            else:
+                features = self.encode_content(images, texts)
+            user_emb, item_emb = self(self.features_with(item_index, features))
+        return scores_of_targets(user_emb, item_emb, users, item_index)
+
+    def rank_thresholds(
+        self, users: torch.Tensor | None, item_index: torch.Tensor, k: int, train: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Full-sort thresholds: the K-th best clean score among the items a user has not seen.
+
+        ``train`` (users x items CSR) masks seen items as full-sort ranking does. When target
+        ``t`` is itself in a user's clean top K, the threshold is the (K+1)-th score (the K-th
+        OTHER item). Users who interacted with ``t``, or have fewer than K unseen items, get
+        weight 0. Returns (threshold (U', B), weight (U', B)), no gradient.
+        """
+        with torch.no_grad():
+            user_emb, item_emb = self()
+            if users is not None:
+                user_emb = user_emb[users]
+            scores = user_emb @ item_emb.T  # (U', I)
+            seen = None
+            if train is not None:
+                if train.shape != (self.n_users, self.n_items):
+                    raise ValueError(f"knowledge.train has shape {train.shape}, the victim has {self.n_users} users x {self.n_items} items")
+                rows = train if users is None else train[users.cpu().numpy()]
+                seen = torch.from_numpy(np.asarray(rows.todense()) > 0).to(scores.device)
+                scores = scores.masked_fill(seen, float("-inf"))
+            k = min(k, scores.shape[1] - 1)
+            vals, idx = scores.topk(k + 1, dim=1)  # (U', K+1)
+            in_top = (idx[:, :k].unsqueeze(-1) == item_index.view(1, 1, -1)).any(1)  # (U', B)
+            thr = torch.where(in_top, vals[:, k : k + 1], vals[:, k - 1 : k])
+            weight = torch.ones_like(thr) if seen is None else (~seen[:, item_index]).float()
+            weight = weight * torch.isfinite(thr).float()
+            return torch.where(torch.isfinite(thr), thr, torch.zeros_like(thr)), weight
 
     # ------------------------------------------------------------- state
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]

@@ -8,6 +8,12 @@ those of cold items, next to a popularity baseline.
 
 ``venomkit train --data DIR_OR_NAME --victim vbpr|amr|mmgcn|lightgcn --out DIR`` writes the
 checkpoint folder (``config.json``, ``model.safetensors``) and ``metrics.json``.
+
+``venomkit train --victim mllm`` fine-tunes the multimodal-LLM ranker instead (VenomRec's
+victim, TALLRec's LoRA by default; :func:`train_mllm_ranker`): same command, same data flags,
+same ``--out`` folder convention (the ranker checkpoint of ``venomkit.victims.mllm.checkpoint``:
+adapters or the full model, plus ``ranker.json`` holding the metrics). Flags of one family
+given to the other are an error naming the flag.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ DEFAULT_ENCODER = "zoo:toyshop-clip"
 """Default image and text encoder of content victims (built by ``venomkit zoo build``)."""
 
 KINDS = ("vbpr", "amr", "mmgcn", "lightgcn")
+MLLM = "mllm"
+"""``--victim mllm``: the multimodal-LLM ranker (``venomkit.victims.mllm``), fine-tuned, not BPR-trained."""
 
 DEFAULT_LR = {"vbpr": 1e-3, "amr": 1e-3, "mmgcn": 1e-3, "lightgcn": 1e-2}
 """Adam learning rates ``train_victim`` uses when none is given. LightGCN's ID-only
@@ -184,8 +192,8 @@ def train_victim(
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Arguments of ``venomkit train``."""
     parser.add_argument("--data", required=True, help="dataset: 'toyshop', a folder in atomic format, or the ML-100K posters folder")
-    parser.add_argument("--victim", required=True, choices=KINDS, help="recommender to train")
-    parser.add_argument("--out", required=True, help="checkpoint folder to write (config.json, model.safetensors, metrics.json)")
+    parser.add_argument("--victim", required=True, choices=KINDS + (MLLM,), help="recommender to train (mllm: fine-tune the MLLM ranker)")
+    parser.add_argument("--out", required=True, help="checkpoint folder to write (config.json, model.safetensors, metrics.json; mllm: adapters + ranker.json)")
     parser.add_argument("--image-encoder", default=DEFAULT_ENCODER, help=f"image encoder spec, or 'none' (default {DEFAULT_ENCODER})")
     parser.add_argument("--text-encoder", default=DEFAULT_ENCODER, help=f"text encoder spec, or 'none' (default {DEFAULT_ENCODER})")
     parser.add_argument("--split", choices=("ratio", "loo"), default=None, help="re-split the data (default: the dataset's own split)")
@@ -199,15 +207,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         help="items with an empty text: error (the default for atomic folders), keep, drop, or title "
              "(the ML-100K posters folder's default: the movie title); dataset folders only",
     )  # fmt: skip
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3; lightgcn 1e-2)")
-    parser.add_argument("--batch-size", type=int, default=2048)
-    parser.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay")
-    parser.add_argument("--patience", type=int, default=10, help="evaluations without a better valid Recall@20 before stopping (0: never)")
-    parser.add_argument("--eval-every", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 200; mllm: passes over the training interactions, instead of --steps)")
+    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3; lightgcn 1e-2; mllm: AdamW, 1e-3)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default 2048 (mllm: positive rows per step, each with one negative; 16)")
+    parser.add_argument("--weight-decay", type=float, default=None, help="Adam weight decay (default 0)")
+    parser.add_argument("--patience", type=int, default=None, help="evaluations without a better valid Recall@20 before stopping (default 10; 0: never)")
+    parser.add_argument("--eval-every", type=int, default=None, help="epochs between validations (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    parser.add_argument("--feature-batch-size", type=int, default=64)
+    parser.add_argument("--feature-batch-size", type=int, default=None, help="feature extraction batch size (default 64)")
     parser.add_argument("--feature-cache", default=None, help="folder caching extracted features (default: no cache)")
     parser.add_argument("--embed-dim", type=int, default=None, help="ID embedding width (default 64)")
     parser.add_argument("--reg-weight", type=float, default=None, help="weight of the victim's L2 term (default 1e-4; MMGCN: its ID embeddings and preferences, others: the batch's embeddings)")
@@ -216,7 +224,51 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--adv-eps", type=float, default=None, help="amr: perturbation radius as a ratio of the feature norm (default 0.1)")
     parser.add_argument("--adv-weight", type=float, default=None, help="amr: weight of the adversarial loss (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    mllm = parser.add_argument_group("MLLM ranker (--victim mllm; TALLRec-style fine-tuning, VenomRec's victim)")
+    mllm.add_argument("--base", default=None, help=f"the ranker to fine-tune: zoo:NAME, a folder or a hub id (default {DEFAULT_RANKER})")
+    mllm.add_argument("--mode", choices=("lora", "full"), default=None, help="lora (adapters on the language model; the default) or full")
+    mllm.add_argument("--steps", type=int, default=None, help="optimiser steps (default 600; or give --epochs)")
+    mllm.add_argument("--warmup", type=int, default=None, help="linear warm-up steps (default 20)")
+    mllm.add_argument("--lora-r", type=int, default=None, help="LoRA rank (default 8)")
+    mllm.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default 16)")
+    mllm.add_argument("--lora-dropout", type=float, default=None, help="LoRA dropout (default 0.05)")
+    mllm.add_argument("--lora-targets", default=None, help="comma-separated Linear names under the language model (default q_proj,v_proj)")
+    mllm.add_argument("--max-history", type=int, default=None, help="history titles per prompt (default: the base ranker's, 8)")
+    mllm.add_argument("--text-drop", type=float, default=None, help="probability of blanking a training row's candidate text (default 0)")
+    mllm.add_argument("--pairwise-weight", type=float, default=None, help="weight of a BPR term on the yes/no margins (default 0)")
+    mllm.add_argument("--eval-users", type=int, default=None, help="test users ranked over their candidate lists (default 200)")
+    mllm.add_argument("--negatives", type=int, default=None, help="sampled never-interacted negatives per list (default 99)")
+    mllm.add_argument("--full-catalogue-users", type=int, default=None, help="also rank the full catalogue for this many users (default 0: off; slow)")
     return parser
+
+
+DEFAULT_RANKER = "zoo:toyshop-vlm"
+"""The MLLM ranker ``venomkit train --victim mllm`` fine-tunes when no ``--base`` is given."""
+
+_FEATURE_ONLY = (
+    "patience", "eval_every", "feature_batch_size", "feature_cache", "embed_dim", "reg_weight", "layers", "latent_dim",
+    "adv_eps", "adv_weight",
+)  # fmt: skip
+_MLLM_ONLY = (
+    "base", "mode", "steps", "warmup", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "max_history", "text_drop",
+    "pairwise_weight", "eval_users", "negatives", "full_catalogue_users",
+)  # fmt: skip
+_FEATURE_DEFAULTS = {"epochs": 200, "batch_size": 2048, "weight_decay": 0.0, "patience": 10, "eval_every": 1, "feature_batch_size": 64}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_family_flags(args: argparse.Namespace) -> None:
+    """ValueError naming the flags that belong to the other victim family (feature victims vs mllm)."""
+    if args.victim == MLLM:
+        wrong = [_flag(n) for n in _FEATURE_ONLY if getattr(args, n, None) is not None]
+        wrong += [_flag(n) for n in ("image_encoder", "text_encoder") if getattr(args, n) not in (None, DEFAULT_ENCODER)]
+    else:
+        wrong = [_flag(n) for n in _MLLM_ONLY if getattr(args, n, None) is not None]
+    if wrong:
+        raise ValueError(f"{', '.join(wrong)} do(es) not apply to --victim {args.victim}")
 
 
 def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -263,7 +315,13 @@ def _encoder_arg(value: str | None) -> str | None:
 
 def cli_train(args: argparse.Namespace) -> int:
     """``venomkit train``: train, evaluate, write the checkpoint folder and metrics.json."""
-    config = _config_from_args(args)  # flag errors before the data loads
+    _check_family_flags(args)  # flag errors before the data loads
+    if args.victim == MLLM:
+        return _cli_train_mllm(args)
+    for name, value in _FEATURE_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    config = _config_from_args(args)
     dataset = loaders.load_dataset(args.data, **_data_options(args))
     image_encoder, text_encoder = _encoder_arg(args.image_encoder), _encoder_arg(args.text_encoder)
     victim, metrics = train_victim(
@@ -306,4 +364,136 @@ def format_metrics(metrics: dict[str, Any]) -> str:
             rows.append(f"{label:24s}" + "".join(f"{block[k]:12.4f}" for k in keys))
     train = metrics.get("train", {})
     rows.append(f"best epoch {train.get('best_epoch')} of {train.get('epochs_run')} ({train.get('seconds', 0):.1f} s)")
+    return "\n".join(rows)
+
+
+# ------------------------------------------------------------------------- the MLLM ranker
+RANKER_KS = (5, 10, 20)
+
+
+def train_mllm_ranker(
+    dataset: Any,
+    config: Any = None,
+    *,
+    base: str = DEFAULT_RANKER,
+    device: str | torch.device | None = "auto",
+    eval_users: int = 200,
+    n_negatives: int = 99,
+    full_catalogue_users: int = 0,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[Any, dict[str, Any]]:
+    """Fine-tune the MLLM ranker ``base`` on ``dataset`` and evaluate it on the test split.
+
+    ``config`` is a :class:`~venomkit.victims.mllm.finetune.FinetuneConfig` (default: TALLRec's
+    LoRA). Evaluation (``venomkit.victims.mllm.evaluate``): HR/NDCG/Recall@{5,10,20} over
+    ``eval_users`` lists of 1 held-out positive + ``n_negatives`` sampled never-interacted
+    items (seeded by ``seed``), with texts and with images only, popularity and random on the
+    same lists; optionally Recall/NDCG over the full catalogue for ``full_catalogue_users``.
+
+    Returns:
+        ``(result, metrics)``: the :class:`~venomkit.victims.mllm.finetune.FinetuneResult`
+        (its ``ranker`` and ``adapter``) and a JSON-ready dict.
+    """
+    from venomkit.victims.mllm.evaluate import evaluate_ranker, full_catalogue_metrics
+    from venomkit.victims.mllm.finetune import FinetuneConfig, finetune
+    from venomkit.victims.mllm.ranker import MLLMRanker
+
+    require_test_interactions(dataset)
+    cfg = config or FinetuneConfig()
+    device = resolve_device(device)
+    started = time.perf_counter()
+    load_kw = {"max_history": cfg.max_history} if cfg.max_history is not None else {}
+    ranker = MLLMRanker.load(base, device=device, **load_kw)
+    result = finetune(ranker, dataset, cfg, progress=progress)
+    eval_kw = {"n_users": eval_users, "n_negatives": n_negatives, "ks": RANKER_KS, "seed": seed, "progress": progress}
+    t_eval = time.perf_counter()
+    with torch.no_grad():
+        test = evaluate_ranker(ranker, dataset, **eval_kw)
+        image_only = evaluate_ranker(ranker, dataset, image_only=True, **eval_kw)
+        full = (
+            full_catalogue_metrics(ranker, dataset, n_users=full_catalogue_users, ks=RANKER_KS, seed=seed, progress=progress)
+            if full_catalogue_users
+            else None
+        )
+    scores = ("hr", "ndcg", "recall")
+    metrics: dict[str, Any] = {
+        "kind": MLLM,
+        "base": base,
+        "dataset": getattr(dataset, "name", None),
+        "n_users": dataset.n_users,
+        "n_items": dataset.n_items,
+        "n_train": dataset.split.train.nnz,
+        "n_test": dataset.split.test.nnz,
+        "device": str(device),
+        "protocol": f"1 held-out test positive + {n_negatives} sampled never-interacted negatives per user, seed {seed}",
+        "test": {f"{m}@{k}": test[f"{m}@{k}"] for m in scores for k in RANKER_KS},
+        "image_only": {f"{m}@{k}": image_only[f"{m}@{k}"] for m in scores for k in RANKER_KS},
+        "popularity": {f"{m}@{k}": test[f"popularity_{m}@{k}"] for m in scores for k in RANKER_KS},
+        "random": {f"{m}@{k}": test[f"random_{m}@{k}"] for m in ("hr", "ndcg") for k in RANKER_KS},
+        "eval_users": test["users"],
+        "full_catalogue": full,
+        "train": result.summary(),
+        "eval_seconds": round(time.perf_counter() - t_eval, 1),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    return result, metrics
+
+
+def _cli_train_mllm(args: argparse.Namespace) -> int:
+    """``venomkit train --victim mllm``: fine-tune, evaluate, write the ranker checkpoint."""
+    from venomkit.victims.mllm.checkpoint import save_ranker
+    from venomkit.victims.mllm.finetune import FinetuneConfig
+
+    fields: dict[str, Any] = {}
+    for name in ("mode", "steps", "epochs", "batch_size", "lr", "warmup", "weight_decay", "lora_r", "lora_alpha",
+                 "lora_dropout", "max_history", "text_drop", "pairwise_weight", "seed"):  # fmt: skip
+        if getattr(args, name) is not None:
+            fields[name] = getattr(args, name)
+    if args.epochs is not None and args.steps is None:
+        fields["steps"] = None
+    if args.lora_targets is not None:
+        fields["lora_targets"] = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
+    for flag, value in (("--eval-users", args.eval_users), ("--negatives", args.negatives)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    if args.full_catalogue_users is not None and args.full_catalogue_users < 0:
+        raise ValueError(f"--full-catalogue-users must be >= 0, got {args.full_catalogue_users}")
+    try:
+        config = FinetuneConfig(**fields)
+    except ValueError as exc:  # name the flag, not the Python field
+        message = str(exc)
+        for name in fields:
+            message = message.replace(f"FinetuneConfig.{name} ", f"{_flag(name)} ")
+        message = message.replace("FinetuneConfig: set exactly one of steps and epochs", "give --steps or --epochs, not both")
+        raise ValueError(message) from None
+    dataset = loaders.load_dataset(args.data, **_data_options(args))
+    base = args.base or DEFAULT_RANKER
+    result, metrics = train_mllm_ranker(
+        dataset, config, base=base, device=args.device, eval_users=args.eval_users or 200,
+        n_negatives=args.negatives or 99, full_catalogue_users=args.full_catalogue_users or 0, seed=args.seed,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    metrics["command"] = "venomkit train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
+    folder = save_ranker(args.out, result.ranker, adapter=result.adapter, base=base, finetune=result.summary(), metrics=metrics)
+    print(format_ranker_metrics(metrics))
+    print(f"ranker checkpoint written to {folder}")
+    return 0
+
+
+def format_ranker_metrics(metrics: dict[str, Any]) -> str:
+    """A small text table of a :func:`train_mllm_ranker` run: ranker, images only, popularity, random."""
+    keys = [f"{m}@{k}" for m in ("hr", "ndcg") for k in RANKER_KS]
+    rows = [f"{'':24s}" + "".join(f"{k:>10s}" for k in keys)]
+    for label, block in (
+        (f"mllm ({metrics['train']['config']['mode']})", metrics["test"]),
+        ("mllm, images only", metrics["image_only"]),
+        ("popularity", metrics["popularity"]),
+        ("random", metrics["random"]),
+    ):
+        rows.append(f"{label:24s}" + "".join(f"{block[k]:10.4f}" for k in keys))
+    rows.append(
+        f"{metrics['eval_users']} users, {metrics['protocol'].split(',')[0]}; "
+        f"{metrics['train']['steps']} steps in {metrics['train']['train_seconds']:.0f} s"
+    )
     return "\n".join(rows)

@@ -138,7 +138,7 @@ def zoo_corpus(dataset, n_renderings: int = 4, seed: int = 0) -> list[str]:
     import numpy as np
 
     from venomkit.generators.llm_text import build_rewrite_prompt
-    from venomkit.victims.mllm_ranker import NO, YES, build_ranking_prompt
+    from venomkit.victims.mllm.ranker import NO, YES, build_ranking_prompt
     from venomkit.zoo.item_descriptions import describe_item, item_attributes
 
     texts = list(dataset.catalog.texts)

@@ -15,7 +15,7 @@ category, colour, pattern and material. Stage 2 (:func:`train_vlm`), on the trai
 interactions: each step takes users, one of their training items as the positive and a
 sampled item they never interacted with as the negative, with up to ``max_history`` other
 training items as the history, and fits the answer token (`` yes`` / `` no``) after the prompt
-of :func:`venomkit.victims.mllm_ranker.build_ranking_prompt` -- next-token cross-entropy plus
+of :func:`venomkit.victims.mllm.ranker.build_ranking_prompt` -- next-token cross-entropy plus
 a pairwise (BPR) term on the yes/no margins of the pair. With probability ``text_drop`` the
 candidate's text is left out, so the model must also read the image (the raw-pixel attacks
 need a ranker that looks at pixels).
@@ -23,12 +23,13 @@ need a ranker that looks at pixels).
 Acceptance (issue 3): as a ranker over 99 sampled negatives + 1 held-out positive, HR@10 at
 least twice the random baseline (0.10); the manifest also reports HR@10 with images only,
 NDCG@10, the popularity ranker on the same candidates, and that attention maps and pixel
-gradients come back.
+gradients come back. Histories, negatives, candidate lists and the metrics are the ranker's
+own (``venomkit.victims.mllm.candidates`` / ``evaluate``), so the zoo's figures and those of a
+fine-tuned ranker (``venomkit train --victim mllm``) are measured the same way.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,8 +39,11 @@ import torch
 import torch.nn.functional as F
 
 from venomkit.progress import progress as progress_bar
+from venomkit.victims.mllm.candidates import item_titles, sample_history, sample_negative
+from venomkit.victims.mllm.evaluate import evaluate_ranker
+from venomkit.victims.mllm.finetune import lr_schedule
+from venomkit.victims.mllm.ranker import MLLMRanker
 from venomkit.zoo.images import fitted_images
-from venomkit.victims.mllm_ranker import MLLMRanker
 
 
 @dataclass
@@ -104,13 +108,6 @@ class VLMTrainConfig:
         )  # fmt: skip
 
 
-def item_titles(catalog) -> list[str]:
-    """Short item names for prompts: the 'title' attribute, else the text's first six words."""
-    if "title" in catalog.attributes:
-        return [str(t) for t in catalog.attributes["title"]]
-    return [" ".join(str(t).split()[:6]) for t in catalog.texts]
-
-
 def build_processor(tokenizer, cfg: VLMTrainConfig):
     """A ``LlavaProcessor`` for the tiny model: CLIP image processor at ``cfg.image_size``."""
     from transformers import CLIPImageProcessor, LlavaProcessor
@@ -170,20 +167,6 @@ def model_config(tokenizer, cfg: VLMTrainConfig):
     )
 
 
-def _sample_negative(rng: np.random.Generator, seen: set[int], n_items: int) -> int:
-    while True:
-        j = int(rng.integers(n_items))
-        if j not in seen:
-            return j
-
-
-def _history(rng: np.random.Generator, items: np.ndarray, exclude: int, max_history: int) -> list[int]:
-    others = items[items != exclude]
-    if len(others) > max_history:
-        others = rng.choice(others, size=max_history, replace=False)
-    return [int(i) for i in rng.permutation(others)]
-
-
 def build_caption_prompt(image_token: str = "<image>") -> str:
     """The stage-1 (feature alignment) prompt; the answer is the item's title."""
     return f"USER: {image_token} What is this item? ASSISTANT:"
@@ -202,8 +185,10 @@ def pretrain_captions(ranker: MLLMRanker, dataset, cfg: VLMTrainConfig, seed: in
     tok = ranker.tokenizer
     titles = item_titles(dataset.catalog)
     images = fitted_images(dataset.catalog, range(dataset.n_items), cfg.image_size)
-    prompt_ids, _ = ranker.tokenize([build_caption_prompt(ranker.image_token)])
-    prompt_ids = prompt_ids[0].tolist()
+    # Not a ranking prompt (the ranker's tokenize splits those at the candidate): the whole prompt, its
+    # <image> expanded to the patch tokens as LlavaProcessor does, BOS first.
+    caption = build_caption_prompt(ranker.image_token).replace(ranker.image_token, ranker.image_token * ranker.n_image_tokens)
+    prompt_ids = tok(caption).input_ids
     answers = [tok(" " + t, add_special_tokens=False).input_ids + [tok.eos_token_id] for t in titles]
     model = ranker.model
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))
@@ -222,7 +207,7 @@ def pretrain_captions(ranker: MLLMRanker, dataset, cfg: VLMTrainConfig, seed: in
             labels[r, len(prompt_ids) : len(ids)] = torch.tensor(answers[i])
             mask[r, : len(ids)] = 1
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step, cfg.caption_steps, cfg)
+            group["lr"] = lr_schedule(step, cfg.caption_steps, cfg.lr, cfg.warmup)
         out = model(
             input_ids=input_ids.to(ranker.device),
             attention_mask=mask.to(ranker.device),
@@ -263,14 +248,14 @@ def train_vlm(ranker: MLLMRanker, dataset, cfg: VLMTrainConfig, seed: int) -> li
         for u in rng.choice(users, size=cfg.batch_size):
             items = train.items_of(int(u))
             positive = int(rng.choice(items))
-            negative = _sample_negative(rng, set(everything.items_of(int(u)).tolist()), dataset.n_items)
-            history = [titles[i] for i in _history(rng, items, positive, cfg.max_history)]
+            negative = sample_negative(rng, set(everything.items_of(int(u)).tolist()), dataset.n_items)
+            history = [titles[i] for i in sample_history(rng, items, positive, cfg.max_history)]
             for item in (positive, negative):
                 histories.append(history)
                 candidates.append(item)
                 cand_texts.append("" if rng.random() < cfg.text_drop else texts[item])
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step, cfg.steps, cfg)
+            group["lr"] = lr_schedule(step, cfg.steps, cfg.lr, cfg.warmup)
         out = ranker(histories, images[candidates], cand_texts)
         targets = yes_no.repeat(cfg.batch_size)  # (pos: yes, neg: no) per pair
         answer_loss = F.cross_entropy(out.logits, targets)
@@ -286,75 +271,6 @@ def train_vlm(ranker: MLLMRanker, dataset, cfg: VLMTrainConfig, seed: int) -> li
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
     model.eval()
     return losses
-
-
-def _lr_at(step: int, total: int, cfg: VLMTrainConfig) -> float:
-    """Linear warm-up, then cosine decay to 5% of ``cfg.lr`` at ``total`` steps."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = min(1.0, (step - cfg.warmup) / max(1, total - cfg.warmup))
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def sampled_candidates(
-    dataset, *, n_users: int, n_negatives: int = 99, split: str = "test", seed: int = 0
-) -> list[tuple[int, int, np.ndarray]]:
-    """Evaluation lists: (user, held-out positive, ``n_negatives`` never-interacted items).
-
-    Users are those with a held-out item in ``split`` and at least one training item; up to
-    ``n_users`` of them are drawn (seeded). This is VenomRec's protocol (99 negatives + 1).
-    """
-    rng = np.random.default_rng(seed)
-    held = getattr(dataset.split, split)
-    train = dataset.split.train
-    eligible = np.flatnonzero((held.user_degree() > 0) & (train.user_degree() > 0))
-    chosen = np.sort(rng.choice(eligible, size=min(n_users, len(eligible)), replace=False))
-    lists = []
-    for u in chosen:
-        seen = set(dataset.interactions.items_of(int(u)).tolist())
-        pool = np.array([i for i in range(dataset.n_items) if i not in seen])
-        if len(pool) < n_negatives:
-            continue
-        positive = int(rng.choice(held.items_of(int(u))))
-        lists.append((int(u), positive, rng.choice(pool, size=n_negatives, replace=False)))
-    if not lists:
-        raise ValueError(
-            f"dataset {dataset.name!r}: no evaluated user has {n_negatives} never-interacted items to sample as "
-            f"negatives (n_items={dataset.n_items}); lower n_negatives"
-        )
-    return lists
-
-
-def evaluate_ranker(
-    ranker: MLLMRanker, dataset, *, n_users: int = 200, n_negatives: int = 99, k: int = 10, seed: int = 0,
-    image_only: bool = False, split: str = "test",
-) -> dict[str, float]:  # fmt: skip
-    """HR@k and NDCG@k of ``ranker`` over sampled candidate lists (positive first, ties count against it).
-
-    ``image_only`` blanks the candidates' texts (the ranker must read the pixels). Also
-    returns the same figures for a popularity ranker (training counts) on the same lists.
-    """
-    lists = sampled_candidates(dataset, n_users=n_users, n_negatives=n_negatives, split=split, seed=seed)
-    titles = item_titles(dataset.catalog)
-    pop = dataset.split.train.popularity().astype(np.float64)
-    hist_rng = np.random.default_rng(seed + 1)
-    ranks, pop_ranks = [], []
-    for u, positive, negatives in progress_bar(lists, desc="rank eval", unit="user", leave=False):
-        items = np.concatenate([[positive], negatives])
-        train_items = dataset.split.train.items_of(u)
-        history = [titles[i] for i in _history(hist_rng, train_items, -1, ranker.max_history)]
-        texts = ["" if image_only else dataset.catalog.texts[i] for i in items]
-        scores = ranker.score_candidates(history, dataset.catalog.image_batch(items), texts).cpu().numpy()
-        ranks.append(int((scores[1:] >= scores[0]).sum()))
-        pop_ranks.append(int((pop[negatives] >= pop[positive]).sum()))
-    ranks_a, pop_a = np.array(ranks), np.array(pop_ranks)
-    return {
-        f"hr@{k}": float((ranks_a < k).mean()),
-        f"ndcg@{k}": float(np.where(ranks_a < k, 1.0 / np.log2(ranks_a + 2), 0.0).mean()),
-        f"popularity_hr@{k}": float((pop_a < k).mean()),
-        f"random_hr@{k}": k / (n_negatives + 1),
-        "users": len(lists),
-    }
 
 
 def probe_attention_and_gradients(ranker: MLLMRanker, dataset) -> dict[str, object]:
@@ -404,7 +320,7 @@ def build(out_dir: Path, dataset, *, fast: bool = False, seed: int = 0, config: 
     processor.save_pretrained(out_dir)
 
     loaded = MLLMRanker.load(out_dir, max_history=cfg.max_history)
-    eval_kw = {"n_users": cfg.eval_users, "n_negatives": cfg.n_negatives, "k": cfg.k, "seed": seed}
+    eval_kw = {"n_users": cfg.eval_users, "n_negatives": cfg.n_negatives, "ks": (cfg.k,), "seed": seed}
     with torch.no_grad():
         full = evaluate_ranker(loaded, dataset, **eval_kw)
         image_only = evaluate_ranker(loaded, dataset, image_only=True, **eval_kw)

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from venomkit.attacks.base import Attack, AttackConfig, Knowledge, PrepareContext, _check_positive, target_generator
+from venomkit.attacks.base import Attack, AttackConfig, PrepareContext, _check_positive, target_generator
 from venomkit.attacks.auv_fusion.perturbation import PerturbationMLP
 from venomkit.attacks.auv_fusion.user_model import DualViewConfig, DualViewGCN, nearest_items
 
@@ -391,7 +391,8 @@ class AUVFusion(Attack):
         return -(torch.logsumexp(in_group, dim=1) - math.log(in_group.shape[1]))
 
     # -- the attack --------------------------------------------------------------------------
-    def perturb(self, model, images, texts, item_index, users, knowledge):
+    def perturb(self, model, batch):
+        images, texts, item_index, knowledge = batch.images, batch.texts, batch.item_index, batch.knowledge
         if self.user_model is None:
             raise RuntimeError("auv_fusion: call prepare(...) first (the run engine does), to train the user model and the MLP")
         cfg: AUVFusionConfig = self.config  # type: ignore[assignment]

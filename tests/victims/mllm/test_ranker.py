@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from venomkit.victims.mllm_ranker import (
+from venomkit.victims.mllm.ranker import (
     MLLMRanker,
     build_ranking_prompt,
     num_image_tokens,
@@ -21,7 +21,7 @@ def vlm_folder(tmp_path_factory):
     """A tiny random LLaVA (32 px images, 8 px patches) + processor, written with save_pretrained."""
     from transformers import LlavaForConditionalGeneration
 
-    from venomkit.victims.mllm_ranker import NO, YES
+    from venomkit.victims.mllm.ranker import NO, YES
     from venomkit.zoo.tokenizer import catalog_corpus, train_tokenizer
     from venomkit.zoo.vlm import VLMTrainConfig, build_processor, model_config
 
@@ -150,3 +150,27 @@ def test_shipped_zoo_model_ranks_with_pixel_gradients():
     scores.sum().backward()
     assert torch.isfinite(scores).all() and images.grad.abs().sum() > 0
     assert ranker.patch_attention([TITLES], images[:1].detach(), TEXTS[:1]).shape == (1, 8, 8)
+
+
+def test_prompts_are_prefix_ids_plus_suffix_ids(ranker):
+    """The one tokenisation both the plain and the KV-cached path use."""
+    prompt = ranker.prompts([TITLES], TEXTS[:1])[0]
+    prefix, suffix = ranker.split_prompt(prompt)
+    assert prefix + suffix == prompt and suffix.startswith("<image> ") and prefix.endswith("candidate: ")
+    ids, mask = ranker.tokenize([prompt])
+    expected = ranker.prefix_ids(prefix) + ranker.suffix_ids(suffix, 16)
+    assert ids[0].tolist() == expected and mask.all()
+    assert ranker.prefix_ids(prefix)[0] == ranker.tokenizer.bos_token_id and ranker.tokenizer.bos_token_id not in expected[1:]
+    with pytest.raises(ValueError, match="image token counts"):
+        ranker.tokenize([prompt], [16, 16])
+
+
+def test_unsupported_model_families_are_named(vlm_folder):
+    from types import SimpleNamespace
+
+    from transformers import AutoProcessor
+
+    model = torch.nn.Linear(1, 1)
+    model.config = SimpleNamespace(model_type="idefics2")
+    with pytest.raises(ValueError, match=r"supports model_type \['llava', 'qwen2_vl'\], got 'idefics2'"):
+        MLLMRanker(model, AutoProcessor.from_pretrained(vlm_folder))

@@ -1,0 +1,73 @@
+"""Candidate lists and histories of the MLLM ranker: seeded, never an interacted item, the positive in."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from venomkit.victims.mllm.candidates import (
+    full_catalogue_candidates, item_titles, sample_history, sample_negative, sampled_candidates,
+)  # fmt: skip
+
+
+def test_lists_hold_the_held_out_positive_and_only_never_interacted_negatives(dataset):
+    lists = sampled_candidates(dataset, n_users=10, n_negatives=10, seed=0)
+    assert 0 < len(lists) <= 10
+    assert [c.user for c in lists] == sorted({c.user for c in lists})
+    for cand in lists:
+        seen = set(dataset.interactions.items_of(cand.user).tolist())  # train, valid AND test items
+        assert cand.positive in set(dataset.split.test.items_of(cand.user).tolist())
+        negatives = cand.negatives.tolist()
+        assert len(set(negatives)) == 10 and not seen & set(negatives)
+        assert cand.items[0] == cand.positive and cand.items[1:].tolist() == negatives
+        assert len(dataset.split.train.items_of(cand.user)) > 0
+
+
+def test_lists_are_seeded(dataset):
+    def as_rows(lists):
+        return [(c.user, c.positive, c.negatives.tolist()) for c in lists]
+
+    first = sampled_candidates(dataset, n_users=8, n_negatives=10, seed=3)
+    assert as_rows(first) == as_rows(sampled_candidates(dataset, n_users=8, n_negatives=10, seed=3))
+    assert as_rows(first) != as_rows(sampled_candidates(dataset, n_users=8, n_negatives=10, seed=4))
+    valid = sampled_candidates(dataset, n_users=8, n_negatives=10, split="valid", seed=3)
+    assert all(c.positive in set(dataset.split.valid.items_of(c.user).tolist()) for c in valid)
+
+
+def test_too_few_unseen_items_and_bad_arguments_are_errors(dataset):
+    with pytest.raises(ValueError, match="negatives"):
+        sampled_candidates(dataset, n_users=5, n_negatives=99)
+    with pytest.raises(ValueError, match="split"):
+        sampled_candidates(dataset, n_users=5, n_negatives=5, split="dev")
+    with pytest.raises(ValueError, match="n_users"):
+        sampled_candidates(dataset, n_users=0, n_negatives=5)
+
+
+def test_full_catalogue_masks_the_other_splits_only(dataset):
+    user = sampled_candidates(dataset, n_users=1, n_negatives=5, seed=0)[0].user
+    candidates, positives = full_catalogue_candidates(dataset, user)
+    train = set(dataset.split.train.items_of(user).tolist())
+    valid = set(dataset.split.valid.items_of(user).tolist())
+    assert set(candidates.tolist()) == set(range(dataset.n_items)) - train - valid
+    assert set(positives.tolist()) == set(dataset.split.test.items_of(user).tolist()) <= set(candidates.tolist())
+
+
+def test_history_is_a_seeded_sample_of_the_other_items():
+    items = np.arange(20, 32)
+    a = sample_history(np.random.default_rng(0), items, exclude=25, max_history=5)
+    assert a == sample_history(np.random.default_rng(0), items, exclude=25, max_history=5)
+    assert len(a) == 5 and len(set(a)) == 5 and 25 not in a and set(a) <= set(items.tolist())
+    assert sorted(sample_history(np.random.default_rng(0), items[:3], exclude=-1, max_history=8)) == [20, 21, 22]
+    assert sample_history(np.random.default_rng(0), items, exclude=-1, max_history=0) == []
+
+
+def test_negatives_avoid_the_seen_items():
+    rng = np.random.default_rng(0)
+    assert {sample_negative(rng, {0, 1, 2, 4}, 6) for _ in range(50)} == {3, 5}
+    with pytest.raises(ValueError, match="all 3 items"):
+        sample_negative(rng, {0, 1, 2}, 3)
+
+
+def test_titles_come_from_the_title_attribute(dataset):
+    titles = item_titles(dataset.catalog)
+    assert len(titles) == dataset.n_items and titles[0] == dataset.catalog.attributes["title"][0]

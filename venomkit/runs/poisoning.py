@@ -1,0 +1,344 @@
+"""A poisoning run: content edits, a poisoned fine-tune per setting, ER@K and utility (VenomRec).
+
+VenomRec (arXiv 2602.06409) is measured after the shop's ranker is fine-tuned on data holding the
+poison, so one run of it is, per setting (VenomRec and its baselines and ablations,
+:mod:`venomkit.attacks.venomrec`):
+
+1. edit the targets' content with the setting's attack against the victim ranker as the
+   attacker sees it (:class:`~venomkit.victims.mllm.victim.MLLMVictim` over ``attacker_users``
+   users of its own, never the evaluated ones);
+2. put the edited content in the catalogue (the seller's upload) and add one poisoned row per
+   compromised user (:mod:`venomkit.attacks.venomrec.poisoning`);
+3. fine-tune a fresh copy of the victim on clean + poisoned rows (``finetune``; a LoRA victim's
+   adapters are merged first, then new adapters train: the platform's next fine-tune);
+4. measure ER@K of every target next to chance, and the utility (HR/NDCG@K on the evaluated
+   users' held-out items, compromised users never among them) against the ``clean`` setting
+   (the same fine-tune with no edit and no poisoned row).
+
+The folder: ``run.json`` (fingerprint: settings, data digest, victim, code), ``records/<setting>/``
+(one JSON per target and ``_setting.json``, written atomically once the setting is done: a
+rerun skips finished settings), ``images/<setting>/<item>_clean.png`` / ``_adv.png``,
+``texts.csv`` (clean and edited text), ``results.csv`` (one row per setting and target: ER@K,
+chance@K, pixel L-inf, token edits), ``table.md`` (means per setting, utility) and
+``summary.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from venomkit.atomic import jsonable
+from venomkit.config import build_config
+from venomkit.progress import progress as progress_bar
+
+CLEAN = "clean"
+DEFAULT_SETTINGS: tuple[dict[str, Any], ...] = (
+    {"name": CLEAN, "attack": "direct_boosting", "poison": False},
+    {"name": "direct_boosting", "attack": "direct_boosting"},
+    {"name": "random_injection", "attack": "random_injection"},
+    {"name": "popular_item_mimicking", "attack": "popular_item_mimicking"},
+    {"name": "shadowcast", "attack": "shadowcast"},
+    {"name": "venomrec_text_only", "attack": "venomrec", "config": {"edit": "text"}},
+    {"name": "venomrec_image_only", "attack": "venomrec", "config": {"edit": "image"}},
+    {"name": "venomrec_decoupled", "attack": "venomrec", "config": {"coupled": False}},
+    {"name": "venomrec_random_masks", "attack": "venomrec", "config": {"mask": "random"}},
+    {"name": "venomrec", "attack": "venomrec"},
+)
+
+
+@dataclass
+class PoisoningSetting:
+    """One row of the comparison: a named attack with its config; ``poison`` adds the poisoned rows."""
+
+    name: str
+    attack: str
+    config: dict[str, Any] = field(default_factory=dict)
+    poison: bool = True
+
+    def __post_init__(self) -> None:
+        from venomkit.attacks import POISONING_ATTACK_NAMES
+
+        if not isinstance(self.name, str) or not self.name or "/" in self.name:
+            raise ValueError(f"setting name must be a non-empty string without '/', got {self.name!r}")
+        if self.attack not in POISONING_ATTACK_NAMES:
+            raise ValueError(f"setting {self.name!r}: attack {self.attack!r} is not a poisoning content attack; valid: {', '.join(POISONING_ATTACK_NAMES)}")
+        if not isinstance(self.config, dict):
+            raise ValueError(f"setting {self.name!r}: config must be a mapping, got {type(self.config).__name__}")
+        if not isinstance(self.poison, bool):
+            raise ValueError(f"setting {self.name!r}: poison must be true or false, got {self.poison!r}")
+
+
+@dataclass
+class PoisoningRunConfig:
+    """What a poisoning run does (YAML ``attacks/venomrec.yaml`` maps onto it; unknown keys are errors).
+
+    Attributes:
+        victim: the ranker: a model spec (``zoo:toyshop-vlm``, a folder, a hub id) or a folder
+            written by ``venomkit train --victim mllm``.
+        targets: cold targets (at most ``max_interactions`` training interactions), seeded.
+        eval_users: users whose candidate lists measure ER@K and utility; n_negatives: 99.
+        attacker_users: users the attacker ranks to find the exposed items (never evaluated);
+            objective_users: how many of them the content attacks' score term averages over.
+        ks: the K of ER@K / HR@K.
+        mr: share of users compromised per target (``ceil(#users * mr)``, at least 1).
+        finetune: :class:`~venomkit.victims.mllm.finetune.FinetuneConfig` fields of the poisoned fine-tune.
+        settings: the compared settings (default: clean, the four baselines, four VenomRec ablations, VenomRec).
+        seed: seeds targets, users, lists and every attack.
+    """
+
+    victim: str = "zoo:toyshop-vlm"
+    targets: int = 10
+    max_interactions: int = 5
+    eval_users: int = 50
+    n_negatives: int = 99
+    objective_users: int = 16
+    attacker_users: int = 50
+    ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20])
+    mr: float = 0.01
+    finetune: dict[str, Any] = field(default_factory=lambda: {"steps": 150})
+    settings: list[dict[str, Any]] = field(default_factory=lambda: [dict(s) for s in DEFAULT_SETTINGS])
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from venomkit.victims.mllm.finetune import FinetuneConfig
+
+        for name in ("targets", "eval_users", "n_negatives", "objective_users", "attacker_users"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if isinstance(self.max_interactions, bool) or not isinstance(self.max_interactions, int) or self.max_interactions < 0:
+            raise ValueError(f"max_interactions must be an integer >= 0, got {self.max_interactions!r}")
+        if not isinstance(self.ks, list) or not self.ks or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in self.ks):
+            raise ValueError(f"ks must be a list of integers >= 1, got {self.ks!r}")
+        if isinstance(self.mr, bool) or not isinstance(self.mr, (int, float)) or not 0 < self.mr <= 1:
+            raise ValueError(f"mr must be a number in (0, 1], got {self.mr!r}")
+        if not isinstance(self.finetune, dict):
+            raise ValueError(f"finetune must be a mapping of FinetuneConfig fields, got {self.finetune!r}")
+        self.finetune_config = build_config(FinetuneConfig, dict(self.finetune), where="finetune")
+        self.parsed_settings = [PoisoningSetting(**s) if isinstance(s, dict) else s for s in self.settings]
+        names = [s.name for s in self.parsed_settings]
+        if len(set(names)) != len(names):
+            raise ValueError(f"settings: names must be unique, got {names}")
+        if CLEAN not in names:
+            raise ValueError(f"settings: one setting must be named {CLEAN!r} (no edit, no poisoned row): utility is measured against it")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["finetune"] = self.finetune_config.to_dict()
+        return jsonable(out)
+
+
+def load_victim_ranker(spec: str, device: str = "cpu"):
+    """The ranker of ``spec``: a fine-tuned ranker folder (adapters merged) or a model spec."""
+    from venomkit.victims.mllm.checkpoint import is_ranker_checkpoint, load_ranker
+    from venomkit.victims.mllm.ranker import MLLMRanker
+
+    if Path(spec).is_dir() and is_ranker_checkpoint(spec):
+        loaded = load_ranker(spec, device=device)
+        if loaded.adapter is not None:
+            loaded.ranker.model = loaded.adapter.merge_and_unload()
+        return loaded.ranker
+    return MLLMRanker.load(spec, device=device)
+
+
+def _victim_digest(spec: str) -> str:
+    from venomkit.runs.fingerprint import folder_digest
+
+    return folder_digest(spec) if Path(spec).is_dir() else spec
+
+
+def run_poisoning(config: PoisoningRunConfig, dataset, out_dir: str | Path, *, overwrite: bool = False, progress: bool = True,
+                  device: str = "cpu") -> dict[str, Any]:
+    """Run every setting of ``config`` on ``dataset`` into ``out_dir`` (module docstring); returns the summary."""
+    from venomkit.attacks import get_attack
+    from venomkit.attacks.targets import Knowledge, TargetBatch
+    from venomkit.attacks.venomrec.poisoning import compromised_users, exposure_table, poison_rows
+    from venomkit.data.interactions import select_cold_targets
+    from venomkit.runs.fingerprint import code_digest, dataset_digest, json_form
+    from venomkit.runs.store import RunStore, file_stem, save_png
+    from venomkit.victims.mllm.candidates import sample_history, sampled_candidates
+    from venomkit.victims.mllm.evaluate import evaluate_ranker
+    from venomkit.victims.mllm.finetune import finetune
+    from venomkit.victims.mllm.victim import MLLMVictim
+
+    started = time.perf_counter()
+    store = RunStore(out_dir)
+    resolved = config.to_dict()
+    fingerprint = json_form({"settings": resolved, "data": dataset_digest(dataset), "victim": _victim_digest(config.victim),
+                             "code": code_digest()})
+    resume = store.check(fingerprint, overwrite=overwrite)
+    store.prepare(fingerprint, {"kind": "poisoning", **resolved}, resume, num_processes=1)
+
+    base = load_victim_ranker(config.victim, device)
+    lists = sampled_candidates(dataset, n_users=config.eval_users, n_negatives=config.n_negatives, seed=config.seed)
+    rng = np.random.default_rng(config.seed + 1)
+    histories = {cl.user: sample_history(rng, dataset.split.train.items_of(cl.user), -1, base.max_history) for cl in lists}
+    targets = [int(t) for t in select_cold_targets(dataset.split.train, config.targets, config.max_interactions, seed=config.seed)]
+    compromised = compromised_users(dataset, targets, config.mr, exclude=[cl.user for cl in lists], seed=config.seed)
+    rows = poison_rows(dataset, compromised, base.max_history, seed=config.seed)
+    interacted = {cl.user: set(dataset.interactions.items_of(cl.user).tolist()) for cl in lists}
+    catalog = dataset.catalog
+    images, texts = catalog.image_batch(targets), [catalog.texts[t] for t in targets]
+    train = dataset.split.train
+    knowledge = Knowledge(train=train.matrix, popularity=train.popularity(), texts=catalog.texts, images=catalog.image_list)
+    ks = tuple(config.ks)
+
+    # The attacker's own users (never evaluated): the exposed items and the score term come from them.
+    evaluated = {cl.user for cl in lists}
+    pool = sampled_candidates(dataset, n_users=config.eval_users + config.attacker_users, n_negatives=config.n_negatives, seed=config.seed + 7)
+    attacker_lists = [cl for cl in pool if cl.user not in evaluated][: config.attacker_users]
+    attacker_victim = MLLMVictim(base, catalog, attacker_lists,
+                                 [sample_history(rng, dataset.split.train.items_of(cl.user), -1, base.max_history) for cl in attacker_lists],
+                                 n_users=dataset.n_users, objective_users=config.objective_users)
+    setting_bar = progress_bar(config.parsed_settings, desc="poisoning settings", unit="setting", enabled=progress)
+    for setting in setting_bar:
+        if store.is_done(setting.name, "_setting"):
+            continue
+        t0 = time.perf_counter()
+        attack = get_attack(setting.attack)({"seed": config.seed, **setting.config})
+        result = attack(attacker_victim, TargetBatch(targets, images, texts, knowledge=knowledge))
+        adv_images = result.adv_images if result.adv_images is not None else images
+        adv_texts = result.adv_texts if result.adv_texts is not None else texts
+        attack_seconds = time.perf_counter() - t0
+        poisoned = dataclasses.replace(dataset, catalog=catalog.with_content(targets, adv_images, adv_texts))
+        ranker = copy.deepcopy(base)
+        tuned = finetune(ranker, poisoned, config.finetune_config, extra_rows=rows if setting.poison else None, progress=progress)
+        if tuned.adapter is not None:
+            ranker.model = tuned.adapter.merge_and_unload()
+        er = exposure_table(ranker, poisoned.catalog, lists, histories, targets, interacted=interacted, ks=ks,
+                            exclude_users=[u for us in compromised.values() for u in us], progress=progress)
+        utility = evaluate_ranker(ranker, poisoned, lists=lists, ks=ks, seed=config.seed, progress=False)
+        for k, t in enumerate(targets):
+            stem = f"{setting.name}/{file_stem(catalog.item_ids[t])}"
+            save_png(images[k], store.out / "images" / f"{stem}_clean.png")
+            save_png(adv_images[k], store.out / "images" / f"{stem}_adv.png")
+            record = {"setting": setting.name, "attack": setting.attack, "item": t, "item_id": catalog.item_ids[t],
+                      **{key: v for key, v in er[k].items() if key != "item"},
+                      "linf": float((adv_images[k] - images[k]).abs().max()),
+                      "text_changed": adv_texts[k] != texts[k], "original": texts[k], "adversarial": adv_texts[k],
+                      "compromised_users": compromised[t],
+                      **{key: float(v[k]) for key, v in result.diagnostics.items()}}
+            store.commit(setting.name, catalog.item_ids[t], record)
+        store.commit(setting.name, "_setting", {"utility": utility, "finetune": tuned.summary(), "attack_seconds": attack_seconds,
+                                                 "seconds": time.perf_counter() - t0, "poisoned_rows": len(rows) if setting.poison else 0})
+
+    return _merge(config, store, targets, dataset, started)
+
+
+def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, started: float) -> dict[str, Any]:
+    """results.csv, texts.csv, table.md and summary.json from the records."""
+    ks = config.ks
+    rows, text_rows, table, per_setting = [], [], [], {}
+    clean_utility = store.read_record(CLEAN, "_setting")["utility"]
+    for setting in config.parsed_settings:
+        info = store.read_record(setting.name, "_setting")
+        records = [store.read_record(setting.name, dataset.catalog.item_ids[t]) for t in targets]
+        for r in records:
+            rows.append({k: v for k, v in r.items() if k not in ("original", "adversarial", "compromised_users")})
+            if r["text_changed"]:
+                text_rows.append({"victim": config.victim, "attack": setting.name, "item_id": r["item_id"], "original": r["original"], "adversarial": r["adversarial"]})
+        means = {f"er@{k}": float(np.mean([r[f"er@{k}"] for r in records])) for k in ks}
+        utility = info["utility"]
+        drop = {f"hr@{k}_drop": (clean_utility[f"hr@{k}"] - utility[f"hr@{k}"]) / max(clean_utility[f"hr@{k}"], 1e-12) for k in ks}
+        per_setting[setting.name] = {**means, **{f"chance@{k}": records[0][f"chance@{k}"] for k in ks},
+                                     **{f"hr@{k}": utility[f"hr@{k}"] for k in ks}, **drop, "seconds": info["seconds"]}
+        table.append({"setting": setting.name, **per_setting[setting.name]})
+    store.write_results(rows)
+    store.write_texts(text_rows)
+    header = "| setting | " + " | ".join(f"ER@{k}" for k in ks) + " | " + " | ".join(f"HR@{k} (utility)" for k in ks) + " |"
+    lines = [header, "|---|" + "---:|" * (2 * len(ks))]
+    for row in table:
+        lines.append(f"| {row['setting']} | " + " | ".join(f"{row[f'er@{k}']:.3f}" for k in ks) + " | "
+                     + " | ".join(f"{row[f'hr@{k}']:.3f}" for k in ks) + " |")
+    lines.append("| chance | " + " | ".join(f"{table[0][f'chance@{k}']:.3f}" for k in ks) + " | " + " | ".join("" for _ in ks) + " |")
+    store.write_table(table, "\n".join(lines) + "\n")
+    summary = {"kind": "poisoning", "victim": config.victim, "targets": [dataset.catalog.item_ids[t] for t in targets],
+               "settings": per_setting, "seconds": time.perf_counter() - started}
+    store.write_summary(summary)
+    return summary
+
+
+def poisoning_config_from_yaml(values: dict[str, Any], where: str) -> PoisoningRunConfig:
+    """A :class:`PoisoningRunConfig` from a recipe mapping (unknown keys name the valid ones)."""
+    return build_config(PoisoningRunConfig, values, where=where)
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: ``venomkit attack venomrec ...`` / ``venomkit run attacks/venomrec.yaml ...``
+# ---------------------------------------------------------------------------------------------
+
+NOT_APPLICABLE = ("batch_size", "surrogate", "stealth_clip", "shop_transform", "save_format", "threads", "cache")
+
+
+def poisoning_attack_of(recipe: str) -> str | None:
+    """The poisoning attack a recipe reference names (a registry name or an attack recipe), else None."""
+    import yaml
+
+    from venomkit.attacks import POISONING_ATTACK_NAMES
+
+    key = str(recipe).strip().lower().replace("-", "_")
+    if key in POISONING_ATTACK_NAMES:
+        return key
+    path = Path(recipe)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        try:
+            values = yaml.safe_load(path.read_text())
+        except yaml.YAMLError:
+            return None  # the recipe loader reports it
+        if isinstance(values, dict) and values.get("attack") in POISONING_ATTACK_NAMES:
+            return str(values["attack"])
+    return None
+
+
+def config_from_command_line(recipe: str, overrides: list[str], args) -> PoisoningRunConfig:
+    """The run config of a poisoning recipe + ``run.key=value`` (run) and ``key=value`` (attack) overrides + flags."""
+    from venomkit.config import parse_overrides
+    from venomkit.runs.recipe import resolve_attack
+
+    for name in NOT_APPLICABLE:
+        if getattr(args, name, None) not in (None, False):
+            raise ValueError(f"--{name.replace('_', '-')} does not apply to a poisoning run (VenomRec); leave it out")
+    run_values: dict[str, Any] = {}
+    attack_overrides = []
+    for item in overrides:
+        if item.startswith("run."):
+            (key, value), = parse_overrides([item[4:]]).items()
+            if key.startswith("finetune."):
+                run_values.setdefault("finetune", {"steps": 150})[key[len("finetune."):]] = value
+            else:
+                run_values[key] = value
+        else:
+            attack_overrides.append(item)
+    resolved = resolve_attack(recipe, attack_overrides, seed=getattr(args, "seed", None) or 0)  # validates the attack config
+    attack_config = {f.name: getattr(resolved.config, f.name) for f in dataclasses.fields(resolved.config)}
+    for flag, key in (("victim", "victim"), ("targets", "targets"), ("seed", "seed"), ("max_interactions", "max_interactions")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            run_values[key] = value
+    config = build_config(PoisoningRunConfig, run_values, where="command line (run.*)")
+    # the recipe's attack config replaces that attack's defaults in every setting using it (ablations keep their changes)
+    for setting in config.settings:
+        if setting.get("attack") == resolved.cls.name:
+            setting["config"] = {**attack_config, **setting.get("config", {})}
+    return build_config(PoisoningRunConfig, {**{f.name: getattr(config, f.name) for f in dataclasses.fields(config)}}, where="command line")
+
+
+def cli_poisoning(recipe: str, overrides: list[str], args) -> int:
+    """Run a poisoning recipe from the command line and print its table; returns the exit status."""
+    from venomkit.data.loaders import load_dataset
+
+    config = config_from_command_line(recipe, overrides, args)
+    dataset = load_dataset(getattr(args, "data", None) or "toyshop")
+    summary = run_poisoning(config, dataset, args.out, overwrite=getattr(args, "overwrite", False),
+                            progress=not getattr(args, "quiet", False), device=getattr(args, "device", None) or "cpu")
+    print((Path(args.out) / "table.md").read_text(), end="")
+    print(f"results: {args.out}/results.csv ({len(summary['targets'])} targets x {len(summary['settings'])} settings, {summary['seconds']:.0f} s)")
+    return 0

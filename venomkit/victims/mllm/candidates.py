@@ -1,0 +1,122 @@
+"""What the MLLM ranker is asked about: user histories and candidate lists (VenomRec, arXiv 2602.06409).
+
+A ranking prompt (:func:`venomkit.victims.mllm.ranker.build_ranking_prompt`) holds a user's
+history as item titles and one candidate item. This module draws both, seeded:
+
+* :func:`sample_history`: up to ``max_history`` of a user's training items, in random order
+  (TALLRec / LLaRA prompts show a short sample of the history; toyshop histories carry no
+  order that matters, see ``venomkit.data.toyshop``);
+* :func:`sample_negative`: a uniform item the user never interacted with;
+* :func:`sampled_candidates`: VenomRec's evaluation protocol, one held-out positive plus
+  ``n_negatives`` (99) uniformly sampled never-interacted items per user (chance HR@K =
+  K / (n_negatives + 1));
+* :func:`full_catalogue_candidates`: every item a user has not interacted with outside the
+  evaluated split (the full-ranking protocol of RecBole).
+
+Item indices are ints in ``[0, dataset.n_items)``; users in ``[0, dataset.n_users)``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+def item_titles(catalog) -> list[str]:
+    """Short item names for prompts: the 'title' attribute, else the text's first six words."""
+    if "title" in catalog.attributes:
+        return [str(t) for t in catalog.attributes["title"]]
+    return [" ".join(str(t).split()[:6]) for t in catalog.texts]
+
+
+def sample_history(rng: np.random.Generator, items: np.ndarray, exclude: int, max_history: int) -> list[int]:
+    """Up to ``max_history`` of ``items`` other than ``exclude``, drawn without replacement, in random order."""
+    others = items[items != exclude]
+    if len(others) > max_history:
+        others = rng.choice(others, size=max_history, replace=False)
+    return [int(i) for i in rng.permutation(others)]
+
+
+def sample_negative(rng: np.random.Generator, seen: set[int], n_items: int) -> int:
+    """A uniform item in ``[0, n_items)`` not in ``seen`` (rejection sampling; ``seen`` must leave one out)."""
+    if len(seen) >= n_items:
+        raise ValueError(f"no negative to sample: the user interacted with all {n_items} items")
+    while True:
+        j = int(rng.integers(n_items))
+        if j not in seen:
+            return j
+
+
+class CandidateList(NamedTuple):
+    """One user's evaluation list: the held-out ``positive`` and (n_negatives,) int ``negatives``."""
+
+    user: int
+    positive: int
+    negatives: np.ndarray
+
+    @property
+    def items(self) -> np.ndarray:
+        """(1 + n_negatives,) the positive first, then the negatives (the order scores come in)."""
+        return np.concatenate([[self.positive], self.negatives]).astype(np.int64)
+
+
+def sampled_candidates(
+    dataset, *, n_users: int, n_negatives: int = 99, split: str = "test", seed: int = 0
+) -> list[CandidateList]:
+    """Evaluation lists: (user, held-out positive, ``n_negatives`` never-interacted items).
+
+    Users are those with a held-out item in ``split`` and at least one training item; up to
+    ``n_users`` of them are drawn (seeded), in increasing order. Negatives are drawn without
+    replacement from the items the user never interacted with in ANY split (VenomRec's protocol:
+    99 negatives + 1). The same ``seed`` gives the same lists.
+    """
+    if n_users < 1 or n_negatives < 1:
+        raise ValueError(f"n_users and n_negatives must be >= 1, got {n_users} / {n_negatives}")
+    rng = np.random.default_rng(seed)
+    held = _split(dataset, split)
+    train = dataset.split.train
+    eligible = np.flatnonzero((held.user_degree() > 0) & (train.user_degree() > 0))
+    chosen = np.sort(rng.choice(eligible, size=min(n_users, len(eligible)), replace=False))
+    lists = []
+    for u in chosen:
+        seen = set(dataset.interactions.items_of(int(u)).tolist())
+        pool = np.array([i for i in range(dataset.n_items) if i not in seen])
+        if len(pool) < n_negatives:
+            continue
+        positive = int(rng.choice(held.items_of(int(u))))
+        lists.append(CandidateList(int(u), positive, rng.choice(pool, size=n_negatives, replace=False)))
+    if not lists:
+        raise ValueError(
+            f"dataset {dataset.name!r}: no evaluated user has {n_negatives} never-interacted items to sample as "
+            f"negatives (n_items={dataset.n_items}); lower n_negatives"
+        )
+    return lists
+
+
+def full_catalogue_candidates(dataset, user: int, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """(candidates, positives) of ``user`` for full ranking on ``split``.
+
+    Candidates: every item except the user's interactions in the OTHER splits (train, and valid
+    when ``split`` is test), as RecBole masks history; positives: the user's ``split`` items
+    (a subset of the candidates). Both are sorted int64 arrays.
+    """
+    held = _split(dataset, split)
+    masked: set[int] = set()
+    for name in ("train", "valid", "test"):
+        if name != split:
+            masked |= set(_split(dataset, name).items_of(int(user)).tolist())
+    candidates = np.array([i for i in range(dataset.n_items) if i not in masked], dtype=np.int64)
+    return candidates, np.sort(held.items_of(int(user)).astype(np.int64))
+
+
+def _split(dataset, name: str):
+    if name not in ("train", "valid", "test"):
+        raise ValueError(f"split must be 'train', 'valid' or 'test', got {name!r}")
+    return getattr(dataset.split, name)
+
+
+__all__ = [
+    "CandidateList", "full_catalogue_candidates", "item_titles", "sample_history", "sample_negative", "sampled_candidates",
+]  # fmt: skip
+
