@@ -3,9 +3,12 @@
 On toyshop with the shipped zoo it trains an ID-only LightGCN and a content-aware VBPR
 (features from ``zoo:toyshop-clip``), hardens VBPR with UAT-MC, runs every attack venomkit has
 against VBPR and its hardened copy on the same cold targets, and writes the judgement table
-and ``report.html`` (its path is the last line printed). ``--fast`` runs it small (fewer
-targets, shorter training and schedules) for a first look; both sizes' wall times on a
-2-core machine are in README.
+and ``report.html``. Then VenomRec poisons the zoo's multimodal-LLM ranker
+(``zoo:toyshop-vlm``) on a few cold targets against the clean fine-tune and ShadowCast
+(:mod:`venomkit.runs.poisoning`, into ``OUT/venomrec`` with its own ``report.html``); the
+report paths are the last lines printed. ``--fast`` runs both small (fewer targets, shorter
+training and schedules) for a first look; both sizes' wall times on a 2-core machine are in
+README.
 """
 
 from __future__ import annotations
@@ -29,6 +32,24 @@ FAST = (
 )
 """Overrides of ``--fast`` (the same recipe, smaller)."""
 
+POISONING = {
+    "victim": "zoo:toyshop-vlm", "targets": 4, "eval_users": 16, "attacker_users": 24, "objective_users": 8,
+    "finetune": {"steps": 30},
+    "settings": [
+        {"name": "clean", "attack": "direct_boosting", "poison": False},
+        {"name": "shadowcast", "attack": "shadowcast"},
+        {"name": "venomrec_text_only", "attack": "venomrec", "config": {"edit": "text", "rounds": 2}},
+        {"name": "venomrec", "attack": "venomrec", "config": {"rounds": 2}},
+    ],
+}
+"""The demo's VenomRec poisoning run (``venomkit.runs.poisoning.PoisoningRunConfig`` fields)."""
+
+FAST_POISONING = {
+    **POISONING, "targets": 2, "eval_users": 8, "attacker_users": 12, "objective_users": 4, "finetune": {"steps": 10},
+    "settings": [POISONING["settings"][0], {"name": "venomrec", "attack": "venomrec", "config": {"rounds": 1, "image_steps": 3}}],
+}
+"""``--fast``: two targets, the clean fine-tune and VenomRec."""
+
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     from venomkit.runs.cli import add_run_flags
@@ -45,6 +66,24 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
 
 
 def cli_demo(args: argparse.Namespace) -> int:
-    from venomkit.runs.cli import run_from_args
+    from pathlib import Path
 
-    return run_from_args(DEMO_RECIPE, args.overrides, args, extra_overrides=list(FAST) if args.fast else [])
+    from venomkit.config import build_config
+    from venomkit.data.loaders import load_dataset
+    from venomkit.runs.cli import run_from_args
+    from venomkit.runs.poisoning import PoisoningRunConfig, run_poisoning
+
+    status = run_from_args(DEMO_RECIPE, args.overrides, args, extra_overrides=list(FAST) if args.fast else [])
+    if status != 0:
+        return status
+    values = dict(FAST_POISONING if args.fast else POISONING)
+    if args.seed is not None:
+        values["seed"] = args.seed
+    config = build_config(PoisoningRunConfig, values, where="venomkit demo")
+    out = Path(args.out) / "venomrec"
+    summary = run_poisoning(config, load_dataset(args.data or "toyshop"), out, overwrite=args.overwrite, progress=not args.quiet,
+                            device=args.device or "cpu", report=not args.no_report)
+    print((out / "table.md").read_text(), end="")
+    if summary.get("report"):
+        print(f"report (VenomRec): {summary['report']}")
+    return 0

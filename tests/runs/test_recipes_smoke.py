@@ -72,6 +72,9 @@ def test_poisoning_recipe_runs(tmp_path, monkeypatch):
     assert main(argv) == 0
     results = rows(tmp_path / "o" / "results.csv")
     assert len(results) == 2 * 10  # two targets x the ten default settings
-    assert {r["setting"] for r in results} >= {"clean", "venomrec", "shadowcast", "venomrec_decoupled"}
+    assert {r["attack"] for r in results} >= {"clean", "venomrec", "shadowcast", "venomrec_decoupled"}
     assert all(0 <= float(r["er@5"]) <= 1 and float(r["chance@5"]) == 5 / 13 for r in results)
     assert (tmp_path / "o" / "texts.csv").is_file() and (tmp_path / "o" / "table.md").is_file()
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert "ER@20" not in page and "ER@5" in page and "utility HR@10" not in page  # ks 1, 5: the columns present
+    assert page.count('class="card"') >= 2 and "venomrec" in page

@@ -19,8 +19,9 @@ The folder: ``run.json`` (fingerprint: settings, data digest, victim, code), ``r
 (one JSON per target and ``_setting.json``, written atomically once the setting is done: a
 rerun skips finished settings), ``images/<setting>/<item>_clean.png`` / ``_adv.png``,
 ``texts.csv`` (clean and edited text), ``results.csv`` (one row per setting and target: ER@K,
-chance@K, pixel L-inf, token edits), ``table.md`` (means per setting, utility) and
-``summary.json``.
+chance@K, pixel L-inf, token edits), ``table.md`` (means per setting, utility),
+``summary.json`` and ``report.html`` (the run report: settings table with ER@K and utility,
+image cards, text diffs).
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ def _victim_digest(spec: str) -> str:
 
 
 def run_poisoning(config: PoisoningRunConfig, dataset, out_dir: str | Path, *, overwrite: bool = False, progress: bool = True,
-                  device: str = "cpu") -> dict[str, Any]:
+                  device: str = "cpu", report: bool = True) -> dict[str, Any]:
     """Run every setting of ``config`` on ``dataset`` into ``out_dir`` (module docstring); returns the summary."""
     from venomkit.attacks import get_attack
     from venomkit.attacks.targets import Knowledge, TargetBatch
@@ -229,11 +230,13 @@ def run_poisoning(config: PoisoningRunConfig, dataset, out_dir: str | Path, *, o
         store.commit(setting.name, "_setting", {"utility": utility, "finetune": tuned.summary(), "attack_seconds": attack_seconds,
                                                  "seconds": time.perf_counter() - t0, "poisoned_rows": len(rows) if setting.poison else 0})
 
-    return _merge(config, store, targets, dataset, started)
+    return _merge(config, store, targets, dataset, started, report)
 
 
-def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, started: float) -> dict[str, Any]:
-    """results.csv, texts.csv, table.md and summary.json from the records."""
+def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, started: float, report: bool) -> dict[str, Any]:
+    """results.csv, texts.csv, table.md, summary.json (and report.html) from the records."""
+    from venomkit.runs.store import file_stem
+
     ks = config.ks
     rows, text_rows, table, per_setting = [], [], [], {}
     clean_utility = store.read_record(CLEAN, "_setting")["utility"]
@@ -241,14 +244,19 @@ def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, start
         info = store.read_record(setting.name, "_setting")
         records = [store.read_record(setting.name, dataset.catalog.item_ids[t]) for t in targets]
         for r in records:
-            rows.append({k: v for k, v in r.items() if k not in ("original", "adversarial", "compromised_users")})
+            stem = f"images/{setting.name}/{file_stem(r['item_id'])}"
+            rows.append({"victim": config.victim, "attack": setting.name, "method": r["attack"],
+                         **{k: v for k, v in r.items() if k not in ("setting", "attack", "original", "adversarial", "compromised_users")},
+                         "clean_image": f"{stem}_clean.png", "adv_image": f"{stem}_adv.png"})
             if r["text_changed"]:
                 text_rows.append({"victim": config.victim, "attack": setting.name, "item_id": r["item_id"], "original": r["original"], "adversarial": r["adversarial"]})
         means = {f"er@{k}": float(np.mean([r[f"er@{k}"] for r in records])) for k in ks}
         utility = info["utility"]
         drop = {f"hr@{k}_drop": (clean_utility[f"hr@{k}"] - utility[f"hr@{k}"]) / max(clean_utility[f"hr@{k}"], 1e-12) for k in ks}
         per_setting[setting.name] = {**means, **{f"chance@{k}": records[0][f"chance@{k}"] for k in ks},
-                                     **{f"hr@{k}": utility[f"hr@{k}"] for k in ks}, **drop, "seconds": info["seconds"]}
+                                     **{f"hr@{k}": utility[f"hr@{k}"] for k in ks},
+                                     **{f"utility_{m}@{k}": utility[f"{m}@{k}"] for m in ("hr", "ndcg") for k in ks},
+                                     **drop, "seconds": info["seconds"]}
         table.append({"setting": setting.name, **per_setting[setting.name]})
     store.write_results(rows)
     store.write_texts(text_rows)
@@ -259,9 +267,16 @@ def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, start
                      + " | ".join(f"{row[f'hr@{k}']:.3f}" for k in ks) + " |")
     lines.append("| chance | " + " | ".join(f"{table[0][f'chance@{k}']:.3f}" for k in ks) + " | " + " | ".join("" for _ in ks) + " |")
     store.write_table(table, "\n".join(lines) + "\n")
-    summary = {"kind": "poisoning", "victim": config.victim, "targets": [dataset.catalog.item_ids[t] for t in targets],
-               "settings": per_setting, "seconds": time.perf_counter() - started}
+    summary = {"kind": "poisoning", "name": "venomrec", "victim": config.victim,
+               "targets": [dataset.catalog.item_ids[t] for t in targets],
+               "settings": [{"victim": config.victim, "attack": name, "means": means, "n_targets": len(targets)}
+                            for name, means in per_setting.items()],
+               "seconds": time.perf_counter() - started}
     store.write_summary(summary)
+    if report:
+        from venomkit.runs.report import build_report
+
+        summary["report"] = str(build_report(store.out))
     return summary
 
 
@@ -338,7 +353,10 @@ def cli_poisoning(recipe: str, overrides: list[str], args) -> int:
     config = config_from_command_line(recipe, overrides, args)
     dataset = load_dataset(getattr(args, "data", None) or "toyshop")
     summary = run_poisoning(config, dataset, args.out, overwrite=getattr(args, "overwrite", False),
-                            progress=not getattr(args, "quiet", False), device=getattr(args, "device", None) or "cpu")
+                            progress=not getattr(args, "quiet", False), device=getattr(args, "device", None) or "cpu",
+                            report=not getattr(args, "no_report", False))
     print((Path(args.out) / "table.md").read_text(), end="")
     print(f"results: {args.out}/results.csv ({len(summary['targets'])} targets x {len(summary['settings'])} settings, {summary['seconds']:.0f} s)")
+    if summary.get("report"):
+        print(f"report: {summary['report']}")
     return 0

@@ -367,6 +367,13 @@ _SETTING_COLUMNS: list[tuple[str, tuple[str, ...], Any]] = [
     ("CLIP image sim", ("clip_image_sim",), lambda v: _fmt(v, ".3f")),
     ("text cos", ("text_sim",), lambda v: _fmt(v, ".3f")),
     ("text edit ratio", ("text_edit_ratio",), lambda v: _fmt(v, ".3f")),
+    # a poisoning run (VenomRec): exposure after the poisoned fine-tune, its chance, and utility
+    ("ER@5", ("er@5",), lambda v: _fmt(v, ".3f")),
+    ("ER@10", ("er@10",), lambda v: _fmt(v, ".3f")),
+    ("ER@20", ("er@20",), lambda v: _fmt(v, ".3f")),
+    ("chance@20", ("chance@20",), lambda v: _fmt(v, ".3f")),
+    ("utility HR@10", ("utility_hr@10",), lambda v: _fmt(v, ".3f")),
+    ("utility NDCG@10", ("utility_ndcg@10",), lambda v: _fmt(v, ".3f")),
 ]
 
 
@@ -379,7 +386,8 @@ def section_results(folder: RunFolder, settings: Sequence[Setting]) -> str:
         present = [c for c in _SETTING_COLUMNS if any(s.mean(col) is not None for s in settings for col in c[1])]
         n_hr = sum(1 for c in present if c[0].startswith("HR@"))  # RI@50 goes right after the HR columns
         names = [_e(c[0]).replace("\n", "<br>") for c in present]
-        head = ["setting", "defense", "targets"] + names[:n_hr] + ["RI@50<br>of means"] + names[n_hr:]
+        with_ri = any(s.ri50 is not None for s in settings)  # no HR@50 (a poisoning run): no RI column
+        head = ["setting", "defense", "targets"] + names[:n_hr] + (["RI@50<br>of means"] if with_ri else []) + names[n_hr:]
         rows = []
         for s in settings:
             cells = []
@@ -387,7 +395,7 @@ def section_results(folder: RunFolder, settings: Sequence[Setting]) -> str:
                 vals = [fmt(s.mean(c)) for c in cols]
                 cells.append(_e(_arrow(*vals) if len(vals) == 2 else vals[0]))
             first = [_e(s.label), _e(s.defense or "–"), _e(s.n_targets if s.n_targets is not None else "–")]
-            rows.append(first + cells[:n_hr] + [_e(_fmt(s.ri50, ".2f"))] + cells[n_hr:])
+            rows.append(first + cells[:n_hr] + ([_e(_fmt(s.ri50, ".2f"))] if with_ri else []) + cells[n_hr:])
         out.append(_html_table(head, rows, numeric_from=2))
         out.append(
             '<p class="caption">HR@K: share of users (without the target in training) whose top-K holds the target. '
@@ -739,6 +747,8 @@ def _image_card(folder: RunFolder, row: dict[str, str], k: int | None) -> str:
         facts.append(f"HR@{k} {_arrow(_fmt_hr(row.get(f'hr@{k}_before')), _fmt_hr(row.get(f'hr@{k}_after')))}")
     if _num(row.get("ssim")) is not None:
         facts.append(f"SSIM {_fmt(row.get('ssim'))}")
+    if _num(row.get("er@20")) is not None:
+        facts.append(f"ER@20 {_fmt(row.get('er@20'), '.2f')} (chance {_fmt(row.get('chance@20'), '.2f')})")
     head = f'<div class="cardhead"><b>{_e(item)}</b>' + "".join(f"<span>{_e(f)}</span>" for f in facts) + "</div>"
     clean = _resolve_inside(folder.root, row.get("clean_image", ""))
     adv = _resolve_inside(folder.root, row.get("adv_image", ""))
