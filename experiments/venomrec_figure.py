@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def _rows(run: Path) -> dict[tuple[str, str], dict[str, str]]:
-    return {(r["setting"], r["item_id"]): r for r in csv.DictReader(open(run / "results.csv", newline=""))}
+    return {(r["attack"], r["item_id"]): r for r in csv.DictReader(open(run / "results.csv", newline=""))}
 
 
 def _texts(run: Path, setting: str) -> dict[str, tuple[str, str]]:
