@@ -83,7 +83,7 @@ def cli_demo(args: argparse.Namespace) -> int:
     out = Path(args.out) / "venomrec"
     summary = run_poisoning(config, load_dataset(args.data or "toyshop"), out, overwrite=args.overwrite, progress=not args.quiet,
                             device=args.device or "cpu", report=not args.no_report)
-    print((out / "table.md").read_text(), end="")
+    print((out / "poisoning.md").read_text(), end="")
     if summary.get("report"):
         print(f"report (VenomRec): {summary['report']}")
     return 0

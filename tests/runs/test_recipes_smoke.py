@@ -74,7 +74,8 @@ def test_poisoning_recipe_runs(tmp_path, monkeypatch):
     assert len(results) == 2 * 10  # two targets x the ten default settings
     assert {r["attack"] for r in results} >= {"clean", "venomrec", "shadowcast", "venomrec_decoupled"}
     assert all(0 <= float(r["er@5"]) <= 1 and float(r["chance@5"]) == 5 / 13 for r in results)
-    assert (tmp_path / "o" / "texts.csv").is_file() and (tmp_path / "o" / "table.md").is_file()
+    assert (tmp_path / "o" / "texts.csv").is_file() and (tmp_path / "o" / "poisoning.md").is_file()
     page = (tmp_path / "o" / "report.html").read_text()
     assert "ER@20" not in page and "ER@5" in page and "utility HR@10" not in page  # ks 1, 5: the columns present
-    assert page.count('class="card"') >= 2 and "venomrec" in page
+    assert page.count('class="card"') >= 2 and "venomrec" in page and "A poisoning run (VenomRec)" in page
+    assert "Judgement (w/o AT" in page and "No judgement table" in page

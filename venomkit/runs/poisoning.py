@@ -19,7 +19,7 @@ The folder: ``run.json`` (fingerprint: settings, data digest, victim, code), ``r
 (one JSON per target and ``_setting.json``, written atomically once the setting is done: a
 rerun skips finished settings), ``images/<setting>/<item>_clean.png`` / ``_adv.png``,
 ``texts.csv`` (clean and edited text), ``results.csv`` (one row per setting and target: ER@K,
-chance@K, pixel L-inf, token edits), ``table.md`` (means per setting, utility),
+chance@K, pixel L-inf, token edits), ``poisoning.md`` / ``.csv`` (means per setting, utility),
 ``summary.json`` and ``report.html`` (the run report: settings table with ER@K and utility,
 image cards, text diffs).
 """
@@ -234,7 +234,7 @@ def run_poisoning(config: PoisoningRunConfig, dataset, out_dir: str | Path, *, o
 
 
 def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, started: float, report: bool) -> dict[str, Any]:
-    """results.csv, texts.csv, table.md, summary.json (and report.html) from the records."""
+    """results.csv, texts.csv, poisoning.csv/.md, summary.json (and report.html) from the records."""
     from venomkit.runs.store import file_stem
 
     ks = config.ks
@@ -266,7 +266,7 @@ def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, start
         lines.append(f"| {row['setting']} | " + " | ".join(f"{row[f'er@{k}']:.3f}" for k in ks) + " | "
                      + " | ".join(f"{row[f'hr@{k}']:.3f}" for k in ks) + " |")
     lines.append("| chance | " + " | ".join(f"{table[0][f'chance@{k}']:.3f}" for k in ks) + " | " + " | ".join("" for _ in ks) + " |")
-    store.write_table(table, "\n".join(lines) + "\n")
+    store.write_table(table, "\n".join(lines) + "\n", stem="poisoning")
     summary = {"kind": "poisoning", "name": "venomrec", "victim": config.victim,
                "targets": [dataset.catalog.item_ids[t] for t in targets],
                "settings": [{"victim": config.victim, "attack": name, "means": means, "n_targets": len(targets)}
@@ -355,7 +355,7 @@ def cli_poisoning(recipe: str, overrides: list[str], args) -> int:
     summary = run_poisoning(config, dataset, args.out, overwrite=getattr(args, "overwrite", False),
                             progress=not getattr(args, "quiet", False), device=getattr(args, "device", None) or "cpu",
                             report=not getattr(args, "no_report", False))
-    print((Path(args.out) / "table.md").read_text(), end="")
+    print((Path(args.out) / "poisoning.md").read_text(), end="")
     print(f"results: {args.out}/results.csv ({len(summary['targets'])} targets x {len(summary['settings'])} settings, {summary['seconds']:.0f} s)")
     if summary.get("report"):
         print(f"report: {summary['report']}")

@@ -129,7 +129,8 @@ def read_run(run_dir: str | Path) -> RunFolder:
     folder.summary = _read_json(root / "summary.json", notes)
     folder.rows = _read_csv(root / "results.csv", notes)
     folder.texts = _read_csv(root / "texts.csv", notes)
-    folder.table = _read_csv(root / "table.csv", notes)
+    table = _read_csv(root / "table.csv", notes)
+    folder.table = table if table and "hr@50_after" in table[0] else []  # a judgement's table, not another run's
     victims_dir = root / "victims"
     if victims_dir.is_dir():
         for path in sorted(victims_dir.rglob("metrics.json")):
@@ -402,6 +403,12 @@ def section_results(folder: RunFolder, settings: Sequence[Setting]) -> str:
             "RI@50 = mean HR@50 after / mean HR@50 before − 1. SSIM: Gaussian 11×11, σ 1.5, on the saved PNGs. "
             "Text cos: the text encoder's cosine between adversarial and original text.</p>"
         )
+        if any(s.mean("er@20") is not None or s.mean("er@5") is not None for s in settings):
+            out.append(
+                '<p class="caption">A poisoning run (VenomRec): ER@K is the share of evaluated users whose top K of the target '
+                "+ 99 sampled negatives holds the target after the setting's poisoned fine-tune (chance K / 100); utility "
+                "HR/NDCG@K: the same users' held-out items, ranked by that fine-tuned ranker.</p>"
+            )
     else:
         out.append('<p class="note">No results (results.csv and summary.json hold no settings).</p>')
     skipped = folder.summary.get("skipped")

@@ -42,7 +42,8 @@ RUN_FORMAT_VERSION = 1
 _SAFE = re.compile(r"[A-Za-z0-9_.\-]+")
 # What a run writes: --overwrite removes exactly these, nothing else of the folder.
 RUN_OUTPUTS = ("run.json", "resolved.yaml", "records", "images", "victims", "attackers", "results.csv", "texts.csv",
-               "summary.json", "table.md", "table.csv", "promotion.md", "promotion.csv", "frontier.png", "report.html")
+               "summary.json", "table.md", "table.csv", "promotion.md", "promotion.csv", "poisoning.md", "poisoning.csv", "frontier.png",
+               "report.html")
 
 
 class RunFolderError(ValueError):
