@@ -48,9 +48,10 @@ def test_cli_train_writes_a_loadable_checkpoint(tiny_dataset, tmp_path, monkeypa
     out = tmp_path / "mmgcn"
     args = parser.parse_args(
         ["--data", "tiny", "--victim", "mmgcn", "--out", str(out), "--epochs", "2", "--batch-size", "128",
-         "--embed-dim", "4", "--latent-dim", "6", "--device", "cpu", "--no-progress",
+         "--embed-dim", "4", "--latent-dim", "6", "--device", "cpu", "--quiet",
          "--image-encoder", "tiny-image", "--text-encoder", "tiny-text"]
     )
+    assert args.no_progress  # --quiet, as in venomkit run / attack / demo (--no-progress is the older spelling)
     assert cli_train(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["kind"] == "mmgcn" and "recall@20" in metrics["test"] and "ndcg@20" in metrics["test"]

@@ -223,7 +223,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--latent-dim", type=int, default=None, help="mmgcn: projected feature width (default 256)")
     parser.add_argument("--adv-eps", type=float, default=None, help="amr: perturbation radius as a ratio of the feature norm (default 0.1)")
     parser.add_argument("--adv-weight", type=float, default=None, help="amr: weight of the adversarial loss (default 1)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", "--no-progress", dest="no_progress", action="store_true", help="no progress bars or progress lines (--no-progress: the older spelling)")
     mllm = parser.add_argument_group("MLLM ranker (--victim mllm; TALLRec-style fine-tuning, VenomRec's victim)")
     mllm.add_argument("--base", default=None, help=f"the ranker to fine-tune: zoo:NAME, a folder or a hub id (default {DEFAULT_RANKER})")
     mllm.add_argument("--mode", choices=("lora", "full"), default=None, help="lora (adapters on the language model; the default) or full")
