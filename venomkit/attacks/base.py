@@ -142,17 +142,9 @@ class Forward:
         """The targets' re-encoded rows per modality (feature victims only)."""
         if not isinstance(self.model, Victim):
             raise ValueError(f"{type(self.model).__name__} has no feature tables: this objective needs a feature victim (VBPR, AMR, MMGCN)")
-        for m in self.model.modalities:
-            if m not in self._features:
-                content = self.images if m == "visual" else self.texts
-                if content is None:
-                    raise ValueError(f"no {m} content of the targets to encode")
-                if m == "visual":
-                    self._features[m] = self.model.image_encoder(content)
-                elif isinstance(content, TokenTexts):
-                    self._features[m] = self.model.text_encoder.forward_embeddings(content.embeddings, content.ids)
-                else:
-                    self._features[m] = self.model.text_encoder(content)
+        missing = [m for m in self.model.modalities if m not in self._features]
+        if missing:
+            self._features.update(self.model.encode_content(self.images, self.texts, missing))
         return self._features
 
     @property

@@ -174,16 +174,29 @@ class TextFlipper:
                         break
                     p = int(pos[o // gain.shape[1]])
                     v = int(self.candidate_ids[o % gain.shape[1]])
-                    new = self.ids[b].clone()
-                    new[p] = v
-                    text = self.encoder.decode(new.view(1, -1).cpu())[0]
-                    # Accept only flips the victim will see exactly: the round trip must return these tokens.
-                    if torch.equal(self.encoder.tokenize([text])[0].to(self.device), new):
+                    text = self.flipped_text(b, p, v)
+                    if text is not None:
                         found.append((p, v, text))
                     if len(found) >= self.cfg.n_candidates:
                         break
             out.append(found)
         return out
+
+    def flipped_text(self, row: int, position: int, token: int) -> str | None:
+        """The text of ``row`` with the token at ``position`` replaced by ``token``, or None when
+        decoding and re-tokenising would not give back exactly those tokens (the victim must see
+        what was optimised)."""
+        new = self.ids[row].clone()
+        new[position] = token
+        text = self.encoder.decode(new.view(1, -1).cpu())[0]
+        return text if torch.equal(self.encoder.tokenize([text])[0].to(self.device), new) else None
+
+    def apply(self, row: int, position: int, token: int, text: str) -> None:
+        """Make the flip ``(position, token)`` of ``row``, whose decoded text is ``text``."""
+        self.ids[row, position] = token
+        self.edited[row, position] = True
+        self.edits[row] += 1
+        self.texts[row] = text
 
     def step(self, grad: torch.Tensor, loss_of_texts, current_loss: torch.Tensor) -> torch.Tensor:
         """One HotFlip round: propose, evaluate exactly, keep improvements; returns the new losses (B,)."""
@@ -207,11 +220,7 @@ class TextFlipper:
                 # No proposal lowers the loss (or none survives the round trip): this target is done.
                 self.stopped[b] = True
                 continue
-            p, v, text = choice
-            self.ids[b, p] = v
-            self.edited[b, p] = True
-            self.edits[b] += 1
-            self.texts[b] = text
+            self.apply(b, *choice)
         return best_loss
 
 

@@ -290,7 +290,7 @@ def poisoning_config_from_yaml(values: dict[str, Any], where: str) -> PoisoningR
 # Command line: ``venomkit attack venomrec ...`` / ``venomkit run attacks/venomrec.yaml ...``
 # ---------------------------------------------------------------------------------------------
 
-NOT_APPLICABLE = ("batch_size", "surrogate", "stealth_clip", "shop_transform", "save_format", "threads", "cache")
+NOT_APPLICABLE = ("batch_size", "surrogate", "stealth_clip", "shop_transform", "save_format", "threads", "cache", "no_cache")
 
 
 def poisoning_attack_of(recipe: str) -> str | None:

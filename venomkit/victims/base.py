@@ -312,21 +312,30 @@ class Victim(nn.Module, TargetScorer):
         return self
 
     # ------------------------------------------------------------ raw content
-    def encode_content(self, images: Images | None, texts: Sequence[str] | None) -> dict[str, torch.Tensor]:
+    def encode_content(
+        self, images: Images | None, texts: Sequence[str] | TokenTexts | None, modalities: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
         """Raw content -> features per modality through the victim's own encoders.
 
         ``images``: (B, 3, H, W) or a list of B (3, H_i, W_i) photos at their own sizes in
         [0, 1] (the encoder resizes; differentiable with respect to the native pixels).
+        ``texts``: B strings, or :class:`~venomkit.victims.scoring.TokenTexts` (token ids and
+        their differentiable embeddings, for first-order token attacks). ``modalities``: encode
+        only these (default: every modality the victim reads).
         """
         out: dict[str, torch.Tensor] = {}
-        if "visual" in self.modalities:
+        wanted = self.modalities if modalities is None else [m for m in self.modalities if m in modalities]
+        if "visual" in wanted:
             if images is None or self.image_encoder is None:
                 raise ValueError(f"{self.kind} reads images: pass images and load an image encoder")
             out["visual"] = encode_images(self.image_encoder, images)
-        if "text" in self.modalities:
+        if "text" in wanted:
             if texts is None or self.text_encoder is None:
                 raise ValueError(f"{self.kind} reads texts: pass texts and load a text encoder")
-            out["text"] = self.text_encoder(list(texts))
+            if isinstance(texts, TokenTexts):
+                out["text"] = self.text_encoder.forward_embeddings(texts.embeddings, texts.ids)
+            else:
+                out["text"] = self.text_encoder(list(texts))
         return out
 
     def features_with(self, item_index: torch.Tensor, new_rows: Features) -> dict[str, torch.Tensor]:
@@ -339,7 +348,7 @@ class Victim(nn.Module, TargetScorer):
         return features
 
     def item_representations(
-        self, images: Images | None, texts: Sequence[str] | None, item_index: torch.Tensor
+        self, images: Images | None, texts: Sequence[str] | TokenTexts | None, item_index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Re-encode raw content of items ``item_index`` and run the model: (user_emb, item_emb)."""
         return self(self.features_with(item_index, self.encode_content(images, texts)))
@@ -354,16 +363,7 @@ class Victim(nn.Module, TargetScorer):
         self, users: torch.Tensor | None, images: Images | None, texts: Sequence[str] | TokenTexts | None, item_index: torch.Tensor
     ) -> torch.Tensor:
         """(U', B) dot-product scores of the targets re-encoded from raw content (:mod:`venomkit.victims.scoring`)."""
-        if not self.modalities:
-            user_emb, item_emb = self()
-        else:
-            if isinstance(texts, TokenTexts):
-                features = self.encode_content(images, texts.texts) if "visual" in self.modalities else {}
-                if "text" in self.modalities:
-                    features["text"] = self.text_encoder.forward_embeddings(texts.embeddings, texts.ids)
-            else:
-                features = self.encode_content(images, texts)
-            user_emb, item_emb = self(self.features_with(item_index, features))
+        user_emb, item_emb = self.item_representations(images, texts, item_index) if self.modalities else self()
         return scores_of_targets(user_emb, item_emb, users, item_index)
 
     def rank_thresholds(

@@ -155,10 +155,7 @@ class VenomRec(Attack):
         """(L (B,), alignment loss (B,)) of content ``images`` / ``texts`` (strings or TokenTexts)."""
         cfg: VenomRecConfig = self.config  # type: ignore[assignment]
         strings = texts.texts if isinstance(texts, TokenTexts) else list(texts)
-        embeddings = None
-        if isinstance(texts, TokenTexts):
-            real = model.text_tokens.real_mask(texts.ids)
-            embeddings = [texts.embeddings[k][real[k]] for k in range(len(strings))]
+        embeddings = model.text_tokens.row_embeddings(texts) if isinstance(texts, TokenTexts) else None
         fused = fused_representations(model.ranker, images, strings, text_embeddings=embeddings)
         align = region.alignment_loss(fused)
         loss = cfg.align_weight * align
@@ -171,7 +168,7 @@ class VenomRec(Attack):
     def masks(self, model, region, batch: TargetBatch, images: torch.Tensor, flipper: TextFlipper, round_index: int) -> CrossModalMasks:
         cfg: VenomRecConfig = self.config  # type: ignore[assignment]
         ranker = model.ranker
-        lengths = [len(ranker.text_ids(t)) for t in flipper.texts]
+        lengths = model.text_tokens.real_mask(flipper.ids).sum(1).tolist()  # each text's tokens (ranker.text_ids)
         n_patches = [int(ranker.family.token_index_map(*images.shape[-2:]).max()) + 1] * len(lengths)
         if cfg.mask == "attention":
             token_scores, patch_scores = attention_scores(ranker, images, flipper.texts, cfg.layers)

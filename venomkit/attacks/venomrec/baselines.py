@@ -60,16 +60,12 @@ class _ContentBaseline(Attack):
     @staticmethod
     def _substitute(flipper: TextFlipper, row: int, choices: list[tuple[int, int]]) -> None:
         """Apply (position, token) substitutions in order while the budget lasts; each must round-trip."""
-        tokens = flipper.encoder
         for position, token in choices:
             if flipper.edits[row] >= flipper.budget[row]:
                 return
-            new = flipper.ids[row].clone()
-            new[position] = token
-            text = tokens.decode(new.view(1, -1).cpu())[0]
-            if torch.equal(tokens.tokenize([text])[0].to(new.device), new):
-                flipper.ids[row], flipper.texts[row] = new, text
-                flipper.edits[row] += 1
+            text = flipper.flipped_text(row, position, token)
+            if text is not None:
+                flipper.apply(row, position, token, text)
 
 
 class DirectBoosting(_ContentBaseline):

@@ -29,6 +29,7 @@ import torch
 
 from venomkit.progress import progress as progress_bar
 from venomkit.victims.mllm.candidates import CandidateList, item_titles, sample_history
+from venomkit.victims.mllm.evaluate import positive_ranks
 from venomkit.victims.mllm.finetune import TrainingRow, catalog_images
 
 DEFAULT_KS = (1, 5, 10, 20)
@@ -99,7 +100,7 @@ def exposure_rate(
         n_candidates = len(items)
         history = [titles[i] for i in histories[cl.user]]
         scores = ranker.score_candidates(history, catalog_images(catalog, items), [catalog.texts[i] for i in items], batch_size=batch_size)
-        ranks.append(int((scores[1:] >= scores[0]).sum()))
+        ranks.append(int(positive_ranks(scores.detach().float().cpu().numpy()[None])[0]))  # the target is column 0
     if not ranks:
         raise ValueError(f"target {target}: no evaluated user can see it (every list excludes it)")
     ranks_a = np.array(ranks)

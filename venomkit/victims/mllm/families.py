@@ -75,6 +75,7 @@ class VLMFamily:
         self.image_token_id = int(processor.image_token_id)
         self.placeholder: str = self.image_token
         self.preprocess: nn.Module = nn.Identity()
+        self._index_maps: dict[tuple[int, int], torch.Tensor] = {}
 
     @property
     def fixed_n_tokens(self) -> int | None:
@@ -97,7 +98,19 @@ class VLMFamily:
         """(H, W) long: for each pixel of a (H, W) photo, the index (row * cols + col) of the
         image token on whose grid cell the pixel's centre lands after preprocessing, or -1
         for a pixel the model never sees (cropped away). What attention-guided patch edits
-        use to turn a token mask into a pixel mask."""
+        use to turn a token mask into a pixel mask.
+
+        Kept for the last few sizes asked (a batch's photos share one size, and every round of
+        an attack asks again); read-only: callers index with it, never write to it.
+        """
+        key = (int(height), int(width))
+        if key not in self._index_maps:
+            if len(self._index_maps) >= 4:  # native photos: up to 16 MB each
+                self._index_maps.pop(next(iter(self._index_maps)))
+            self._index_maps[key] = self._compute_token_index_map(*key)
+        return self._index_maps[key]
+
+    def _compute_token_index_map(self, height: int, width: int) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -138,7 +151,7 @@ class LlavaFamily(VLMFamily):
         return ImageInputs({"pixel_values": pixels}, [self._n_tokens] * n, [self.grid] * n)
 
 
-    def token_index_map(self, height: int, width: int) -> torch.Tensor:
+    def _compute_token_index_map(self, height: int, width: int) -> torch.Tensor:
         """The resize and crop are pushed through on coordinate ramps (cubic resizing keeps a
         ramp linear), giving the photo coordinate each model pixel samples; photo pixels are
         then placed on the model grid by interpolating that monotone map, per axis."""
@@ -209,7 +222,7 @@ class Qwen2VLFamily(VLMFamily):
         grids = [(h // self.merge, w // self.merge) for _, h, w in thw]
         return ImageInputs({"pixel_values": out["pixel_values"].to(dtype), "image_grid_thw": grid_thw}, n_tokens, grids)
 
-    def token_index_map(self, height: int, width: int) -> torch.Tensor:
+    def _compute_token_index_map(self, height: int, width: int) -> torch.Tensor:
         """A plain resize to :func:`smart_resize`'s size, no crop: merged cells of ``patch * merge`` pixels."""
         model_h, model_w = self.preprocess.resized_size(height, width)
         cell = self.preprocess.patch_size * self.merge

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from venomkit.victims.mllm.ranker import MLLMRanker
+from venomkit.victims.scoring import TokenTexts
 
 
 class CandidateTextTokens:
@@ -59,6 +60,12 @@ class CandidateTextTokens:
     def real_mask(self, token_ids: torch.Tensor) -> torch.Tensor:
         """(N, L) bool: the positions holding a text's tokens (not padding)."""
         return token_ids != self.pad_id
+
+    def row_embeddings(self, tokens: TokenTexts) -> list[torch.Tensor]:
+        """Per text, the (n_b, d) embeddings of its tokens, padding dropped: what
+        ``MLLMRanker.forward(text_embeddings=...)`` substitutes for the candidate text's tokens."""
+        real = self.real_mask(tokens.ids)
+        return [tokens.embeddings[k][real[k]] for k in range(len(tokens))]
 
     def decode(self, token_ids: torch.Tensor) -> list[str]:
         """N strings: each row's non-padding ids decoded (special tokens dropped), stripped."""

@@ -117,9 +117,7 @@ class MLLMVictim(nn.Module, TargetScorer):
             images = self.catalog.image_batch(items)
         embeddings = None
         if isinstance(texts, TokenTexts):  # a token attack's differentiable embeddings (text_tokens space)
-            real = self.text_tokens.real_mask(texts.ids)
-            embeddings = [texts.embeddings[k][real[k]] for k in range(len(items))]
-            texts = texts.texts
+            embeddings, texts = self.text_tokens.row_embeddings(texts), texts.texts
         if texts is None:
             texts = [self.catalog.texts[i] for i in items]
         b, n = len(items), len(histories)
