@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from venomkit.attacks import ATTACK_NAMES, get_attack
-from venomkit.attacks.base import project
+from venomkit.attacks.base import IterativeConfig, pgd_loop, project, project_
 from venomkit.attacks.fgsm import FGSM
 from venomkit.attacks.pgd import PGD
 from venomkit.attacks.insa import INSA
@@ -187,6 +187,34 @@ def test_projection_l2_and_linf():
     assert (p - clean).abs().max() <= 0.1 + 1e-7
     p = project(adv, clean, 0.3, "l2")
     assert ((p - clean).flatten(1).norm(dim=1) <= 0.3 + 1e-6).all()
+
+
+def test_in_place_projection_equals_the_out_of_place_formula():
+    clean = torch.rand(3, 3, 9, 7)
+    adv = (clean + torch.randn(3, 3, 9, 7) * 0.2).clamp(-0.1, 1.1)
+    for norm, eps in (("linf", 8 / 255), ("l2", 0.5)):
+        delta = adv - clean
+        if norm == "linf":
+            delta = delta.clamp(-eps, eps)
+        else:
+            delta = delta * (eps / delta.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1.0).view(-1, 1, 1, 1)
+        reference = (delta + clean).clamp(0.0, 1.0)
+        kept, clean_kept = adv.clone(), clean.clone()
+        assert torch.equal(project(adv, clean, eps, norm), reference)
+        assert torch.equal(adv, kept) and torch.equal(clean, clean_kept)  # project leaves its inputs alone
+        inplace = adv.clone()
+        assert project_(inplace, clean, eps, norm) is inplace and torch.equal(inplace, reference)
+
+
+def test_pgd_loop_steps_in_place_even_when_the_gradient_is_broadcast():
+    # loss = sum of pixels: autograd hands back an expanded (stride-0) gradient, which cannot be
+    # written in place; the loop must still take signed steps down to the ball's edge.
+    clean = torch.full((2, 3, 5, 4), 0.5)
+    cfg = IterativeConfig(eps=0.1, steps=4, random_start=False)
+    adv, best, first = pgd_loop(lambda x: x.flatten(1).sum(1), clean, cfg, torch.tensor([0, 1]))
+    assert torch.allclose(adv, torch.full_like(clean, 0.4))
+    assert (best < first).all()
+    assert torch.equal(clean, torch.full((2, 3, 5, 4), 0.5))
 
 
 def test_registry_complete():
