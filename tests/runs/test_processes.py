@@ -85,3 +85,29 @@ def test_sigkill_at_any_moment_then_resume_gives_the_same_tables(reference, tmp_
     assert not list(out.rglob(TMP_PREFIX + "*")), "temporaries of the killed writers were swept"
     assert (out / "results.csv").read_bytes() == (reference / "results.csv").read_bytes()
     assert json.loads((out / "summary.json").read_text())["n_rows"] == 8
+
+
+def _poisoning_command(out: Path) -> list[str]:
+    return [
+        "-m", "venomkit", "attack", str(REPO / "attacks" / "venomrec.yaml"), "--data", "toyshop:n_users=40,n_items=60,interactions_per_user=6",
+        "--targets", "2", "--out", str(out), "--quiet", "--no-report", "rounds=1", "image_steps=1", "exposure_items=4", "exposure_k=5",
+        "run.eval_users=4", "run.n_negatives=12", "run.objective_users=2", "run.ks=1,5", "run.mr=0.05",
+        "run.finetune.steps=2", "run.finetune.batch_size=2", "run.finetune.warmup=1",
+    ]
+
+
+def test_poisoning_run_on_two_cpu_processes_equals_one(tmp_path):
+    """A VenomRec poisoning run deals its settings over the processes; the tables equal one process's."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    _run([sys.executable, *_poisoning_command(one)], cwd=REPO)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "assets" / "accelerate" / "cpu-2proc.yaml"),
+              "--main_process_port", str(_free_port())]
+    done = _run([*launch, *_poisoning_command(two)], cwd=REPO)
+    assert json.loads((two / "summary.json").read_text())["num_processes"] == 2, done.stderr[-2000:]
+    ranks = {json.loads(p.read_text())["process"] for p in (two / "records").rglob("_setting.json")}
+    assert ranks == {0, 1}, "both processes ran settings"
+    assert done.stdout.count("| setting |") == 1, "only the first process prints the table"
+    for name in ("results.csv", "texts.csv"):
+        assert (two / name).read_bytes() == (one / name).read_bytes(), name
+    for png in (one / "images").rglob("*.png"):
+        assert (two / png.relative_to(one)).read_bytes() == png.read_bytes()

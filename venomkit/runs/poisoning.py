@@ -15,6 +15,11 @@ poison, so one run of it is, per setting (VenomRec and its baselines and ablatio
    users' held-out items, compromised users never among them) against the ``clean`` setting
    (the same fine-tune with no edit and no poisoned row).
 
+Settings are independent, so ``accelerate launch -m venomkit attack venomrec ...`` (or
+``torchrun``) deals them round-robin over the processes (:class:`~venomkit.runs.processes.Processes`);
+each process writes its settings' records and the first merges the tables once all are done:
+the same tables as one process.
+
 The folder: ``run.json`` (fingerprint: settings, data digest, victim, code), ``records/<setting>/``
 (one JSON per target and ``_setting.json``, written atomically once the setting is done: a
 rerun skips finished settings), ``images/<setting>/<item>_clean.png`` / ``_adv.png``,
@@ -157,12 +162,17 @@ def _victim_digest(spec: str) -> str:
 
 def run_poisoning(config: PoisoningRunConfig, dataset, out_dir: str | Path, *, overwrite: bool = False, progress: bool = True,
                   device: str = "cpu", report: bool = True) -> dict[str, Any]:
-    """Run every setting of ``config`` on ``dataset`` into ``out_dir`` (module docstring); returns the summary."""
+    """Run every setting of ``config`` on ``dataset`` into ``out_dir`` (module docstring); returns the summary.
+
+    In a group of processes each runs its share of the settings; the first returns the summary,
+    the others ``{}``.
+    """
     from venomkit.attacks import get_attack
     from venomkit.attacks.targets import Knowledge, TargetBatch
     from venomkit.attacks.venomrec.poisoning import compromised_users, exposure_table, poison_rows
     from venomkit.data.interactions import select_cold_targets
     from venomkit.runs.fingerprint import code_digest, dataset_digest, json_form
+    from venomkit.runs.processes import Processes
     from venomkit.runs.store import RunStore, file_stem, save_png
     from venomkit.victims.mllm.candidates import sample_history, sampled_candidates
     from venomkit.victims.mllm.evaluate import evaluate_ranker
@@ -170,12 +180,17 @@ def run_poisoning(config: PoisoningRunConfig, dataset, out_dir: str | Path, *, o
     from venomkit.victims.mllm.victim import MLLMVictim
 
     started = time.perf_counter()
+    procs = Processes.current(device)
+    device = procs.device(device)
     store = RunStore(out_dir)
     resolved = config.to_dict()
     fingerprint = json_form({"settings": resolved, "data": dataset_digest(dataset), "victim": _victim_digest(config.victim),
                              "code": code_digest()})
     resume = store.check(fingerprint, overwrite=overwrite)
-    store.prepare(fingerprint, {"kind": "poisoning", **resolved}, resume, num_processes=1)
+    procs.barrier()  # every process has compared the folder with this run before the first one prepares it
+    if procs.is_main:
+        store.prepare(fingerprint, {"kind": "poisoning", **resolved}, resume, num_processes=procs.world)
+    procs.barrier()
 
     base = load_victim_ranker(config.victim, device)
     lists = sampled_candidates(dataset, n_users=config.eval_users, n_negatives=config.n_negatives, seed=config.seed)
@@ -198,10 +213,10 @@ def run_poisoning(config: PoisoningRunConfig, dataset, out_dir: str | Path, *, o
     attacker_victim = MLLMVictim(base, catalog, attacker_lists,
                                  [sample_history(rng, dataset.split.train.items_of(cl.user), -1, base.max_history) for cl in attacker_lists],
                                  n_users=dataset.n_users, objective_users=config.objective_users)
-    setting_bar = progress_bar(config.parsed_settings, desc="poisoning settings", unit="setting", enabled=progress)
-    for setting in setting_bar:
-        if store.is_done(setting.name, "_setting"):
-            continue
+    pending = [s for s in config.parsed_settings if not store.is_done(s.name, "_setting")]
+    mine = pending[procs.rank :: procs.world]
+    desc = "poisoning settings" if procs.world == 1 else f"poisoning settings (process {procs.rank} of {procs.world})"
+    for setting in progress_bar(mine, desc=desc, unit="setting", enabled=progress):
         t0 = time.perf_counter()
         attack = get_attack(setting.attack)({"seed": config.seed, **setting.config})
         result = attack(attacker_victim, TargetBatch(targets, images, texts, knowledge=knowledge))
@@ -228,12 +243,15 @@ def run_poisoning(config: PoisoningRunConfig, dataset, out_dir: str | Path, *, o
                       **{key: float(v[k]) for key, v in result.diagnostics.items()}}
             store.commit(setting.name, catalog.item_ids[t], record)
         store.commit(setting.name, "_setting", {"utility": utility, "finetune": tuned.summary(), "attack_seconds": attack_seconds,
-                                                 "seconds": time.perf_counter() - t0, "poisoned_rows": len(rows) if setting.poison else 0})
+                                                 "seconds": time.perf_counter() - t0, "poisoned_rows": len(rows) if setting.poison else 0,
+                                                 "process": procs.rank})
+    procs.barrier()
+    if not procs.is_main:
+        return {}
+    return _merge(config, store, targets, dataset, started, report, procs.world)
 
-    return _merge(config, store, targets, dataset, started, report)
 
-
-def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, started: float, report: bool) -> dict[str, Any]:
+def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, started: float, report: bool, num_processes: int = 1) -> dict[str, Any]:
     """results.csv, texts.csv, poisoning.csv/.md, summary.json (and report.html) from the records."""
     from venomkit.runs.store import file_stem
 
@@ -271,7 +289,7 @@ def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, start
                "targets": [dataset.catalog.item_ids[t] for t in targets],
                "settings": [{"victim": config.victim, "attack": name, "means": means, "n_targets": len(targets)}
                             for name, means in per_setting.items()],
-               "seconds": time.perf_counter() - started}
+               "num_processes": num_processes, "seconds": time.perf_counter() - started}
     store.write_summary(summary)
     if report:
         from venomkit.runs.report import build_report
@@ -355,6 +373,8 @@ def cli_poisoning(recipe: str, overrides: list[str], args) -> int:
     summary = run_poisoning(config, dataset, args.out, overwrite=getattr(args, "overwrite", False),
                             progress=not getattr(args, "quiet", False), device=getattr(args, "device", None) or "cpu",
                             report=not getattr(args, "no_report", False))
+    if not summary:  # a process other than the first of a group: the first prints the tables
+        return 0
     print((Path(args.out) / "poisoning.md").read_text(), end="")
     print(f"results: {args.out}/results.csv ({len(summary['targets'])} targets x {len(summary['settings'])} settings, {summary['seconds']:.0f} s)")
     if summary.get("report"):
