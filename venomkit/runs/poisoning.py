@@ -95,7 +95,9 @@ class PoisoningRunConfig:
         ks: the K of ER@K / HR@K.
         mr: share of users compromised per target (``ceil(#users * mr)``, at least 1).
         finetune: :class:`~venomkit.victims.mllm.finetune.FinetuneConfig` fields of the poisoned fine-tune.
-        settings: the compared settings (default: clean, the four baselines, four VenomRec ablations, VenomRec).
+        settings: the compared settings (default: clean, the four baselines, four VenomRec ablations,
+            VenomRec): mappings (``name``, ``attack``, ``config``, ``poison``) or names of the default
+            settings (``run.settings=clean,venomrec_text_only,venomrec`` on the command line).
         seed: seeds targets, users, lists and every attack.
     """
 
@@ -109,7 +111,7 @@ class PoisoningRunConfig:
     ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20])
     mr: float = 0.01
     finetune: dict[str, Any] = field(default_factory=lambda: {"steps": 150})
-    settings: list[dict[str, Any]] = field(default_factory=lambda: [dict(s) for s in DEFAULT_SETTINGS])
+    settings: list[dict[str, Any] | str] = field(default_factory=lambda: [dict(s) for s in DEFAULT_SETTINGS])
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -128,6 +130,18 @@ class PoisoningRunConfig:
         if not isinstance(self.finetune, dict):
             raise ValueError(f"finetune must be a mapping of FinetuneConfig fields, got {self.finetune!r}")
         self.finetune_config = build_config(FinetuneConfig, dict(self.finetune), where="finetune")
+        if isinstance(self.settings, str):
+            self.settings = [part.strip() for part in self.settings.split(",") if part.strip()]
+        if not isinstance(self.settings, list) or not self.settings:
+            raise ValueError(f"settings must be a non-empty list of settings or of default setting names, got {self.settings!r}")
+        defaults = {d["name"]: d for d in DEFAULT_SETTINGS}
+        for k, item in enumerate(self.settings):
+            if isinstance(item, str):
+                if item not in defaults:
+                    raise ValueError(f"settings: {item!r} is not a default setting; valid names: {', '.join(defaults)}")
+                self.settings[k] = copy.deepcopy(defaults[item])
+            elif not isinstance(item, (dict, PoisoningSetting)):
+                raise ValueError(f"settings: each entry is a mapping or a default setting's name, got {item!r}")
         self.parsed_settings = [PoisoningSetting(**s) if isinstance(s, dict) else s for s in self.settings]
         names = [s.name for s in self.parsed_settings]
         if len(set(names)) != len(names):
@@ -254,6 +268,7 @@ def run_poisoning(config: PoisoningRunConfig, dataset, out_dir: str | Path, *, o
 def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, started: float, report: bool, num_processes: int = 1) -> dict[str, Any]:
     """results.csv, texts.csv, poisoning.csv/.md, summary.json (and report.html) from the records."""
     from venomkit.runs.store import file_stem
+    from venomkit.victims.mllm.evaluate import paired_difference
 
     ks = config.ks
     rows, text_rows, table, per_setting = [], [], [], {}
@@ -271,19 +286,26 @@ def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, start
         means = {f"er@{k}": float(np.mean([r[f"er@{k}"] for r in records])) for k in ks}
         utility = info["utility"]
         drop = {f"hr@{k}_drop": (clean_utility[f"hr@{k}"] - utility[f"hr@{k}"]) / max(clean_utility[f"hr@{k}"], 1e-12) for k in ks}
+        # the same users and lists as the clean setting: paired per-user difference of hits and its standard error
+        versus_clean = (paired_difference(np.asarray(utility["ranks"]), np.asarray(clean_utility["ranks"]), ks, prefix="utility_vs_clean_")
+                        if "ranks" in utility and "ranks" in clean_utility else {})
         per_setting[setting.name] = {**means, **{f"chance@{k}": records[0][f"chance@{k}"] for k in ks},
                                      **{f"hr@{k}": utility[f"hr@{k}"] for k in ks},
                                      **{f"utility_{m}@{k}": utility[f"{m}@{k}"] for m in ("hr", "ndcg") for k in ks},
-                                     **drop, "seconds": info["seconds"]}
+                                     **drop, **versus_clean, "seconds": info["seconds"]}
         table.append({"setting": setting.name, **per_setting[setting.name]})
     store.write_results(rows)
     store.write_texts(text_rows)
-    header = "| setting | " + " | ".join(f"ER@{k}" for k in ks) + " | " + " | ".join(f"HR@{k} (utility)" for k in ks) + " |"
-    lines = [header, "|---|" + "---:|" * (2 * len(ks))]
+    k_versus = 10 if 10 in ks else ks[-1]
+    header = ("| setting | " + " | ".join(f"ER@{k}" for k in ks) + " | " + " | ".join(f"HR@{k} (utility)" for k in ks)
+              + f" | HR@{k_versus} vs clean (paired, ± SE) |")
+    lines = [header, "|---|" + "---:|" * (2 * len(ks) + 1)]
     for row in table:
+        versus = row.get(f"utility_vs_clean_hr@{k_versus}")
+        versus_cell = "" if versus is None or row["setting"] == CLEAN else f"{versus:+.3f} ± {row[f'utility_vs_clean_hr@{k_versus}_se']:.3f}"
         lines.append(f"| {row['setting']} | " + " | ".join(f"{row[f'er@{k}']:.3f}" for k in ks) + " | "
-                     + " | ".join(f"{row[f'hr@{k}']:.3f}" for k in ks) + " |")
-    lines.append("| chance | " + " | ".join(f"{table[0][f'chance@{k}']:.3f}" for k in ks) + " | " + " | ".join("" for _ in ks) + " |")
+                     + " | ".join(f"{row[f'hr@{k}']:.3f}" for k in ks) + f" | {versus_cell} |")
+    lines.append("| chance | " + " | ".join(f"{table[0][f'chance@{k}']:.3f}" for k in ks) + " | " + " | ".join("" for _ in ks) + " | |")
     store.write_table(table, "\n".join(lines) + "\n", stem="poisoning")
     summary = {"kind": "poisoning", "name": "venomrec", "victim": config.victim,
                "targets": [dataset.catalog.item_ids[t] for t in targets],

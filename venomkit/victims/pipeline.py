@@ -431,6 +431,7 @@ def train_mllm_ranker(
         "image_only": {f"{m}@{k}": image_only[f"{m}@{k}"] for m in scores for k in RANKER_KS},
         "popularity": {f"{m}@{k}": test[f"popularity_{m}@{k}"] for m in scores for k in RANKER_KS},
         "random": {f"{m}@{k}": test[f"random_{m}@{k}"] for m in ("hr", "ndcg") for k in RANKER_KS},
+        "vs_popularity": {key: test[f"vs_popularity_{key}"] for k in RANKER_KS for key in (f"hr@{k}", f"hr@{k}_se")},
         "eval_users": test["users"],
         "full_catalogue": full,
         "train": result.summary(),
@@ -492,6 +493,12 @@ def format_ranker_metrics(metrics: dict[str, Any]) -> str:
         ("random", metrics["random"]),
     ):
         rows.append(f"{label:24s}" + "".join(f"{block[k]:10.4f}" for k in keys))
+    versus = metrics.get("vs_popularity")
+    if versus:  # paired per-user difference of hits, ranker - popularity (absent from checkpoints written before it)
+        rows.append(f"{'mllm - popularity':24s}" + "".join(
+            f"{versus[k]:+10.4f}" if k in versus else f"{'':10s}" for k in keys) + "   (paired, per user)")
+        rows.append(f"{'  standard error':24s}" + "".join(
+            f"{versus[k + '_se']:10.4f}" if k in versus else f"{'':10s}" for k in keys))
     rows.append(
         f"{metrics['eval_users']} users, {metrics['protocol'].split(',')[0]}; "
         f"{metrics['train']['steps']} steps in {metrics['train']['train_seconds']:.0f} s"

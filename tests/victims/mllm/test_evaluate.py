@@ -10,7 +10,7 @@ import torch
 
 from venomkit.victims.mllm.candidates import sampled_candidates
 from venomkit.victims.mllm.evaluate import (
-    evaluate_ranker, full_catalogue_metrics, random_metrics, rank_metrics, topk_metrics,
+    evaluate_ranker, full_catalogue_metrics, paired_difference, random_metrics, rank_metrics, topk_metrics,
 )  # fmt: skip
 
 
@@ -56,6 +56,15 @@ def test_rank_metrics_equal_the_naive_reference():
         rank_metrics(ranks, [0])
 
 
+def test_paired_difference_of_identical_rankers_is_zero_with_zero_error():
+    ranks = np.array([0, 4, 9, 2, 30])
+    assert paired_difference(ranks, ranks, [5], "d_") == {"d_hr@5": 0.0, "d_hr@5_se": 0.0}
+    one = paired_difference(np.array([0]), np.array([7]), [5], "")  # one user: no spread to estimate
+    assert one == {"hr@5": 1.0, "hr@5_se": 0.0}
+    with pytest.raises(ValueError, match="one length"):
+        paired_difference(ranks, ranks[:3], [5], "")
+
+
 def test_evaluate_ranker_on_constructed_scores(dataset):
     lists = sampled_candidates(dataset, n_users=10, n_negatives=10, seed=0)
     table = np.random.default_rng(1).integers(0, 4, size=dataset.n_items).astype(float)
@@ -70,6 +79,13 @@ def test_evaluate_ranker_on_constructed_scores(dataset):
         pop_hr, pop_ndcg = _naive([pop[c.items] for c in lists], k)
         assert got[f"popularity_hr@{k}"] == pytest.approx(pop_hr) and got[f"popularity_ndcg@{k}"] == pytest.approx(pop_ndcg)
         assert got[f"random_hr@{k}"] == pytest.approx(k / 11)
+        # paired ranker - popularity: the mean of per-user differences is the difference of HRs;
+        # its standard error is that of the per-user differences, computed naively here
+        diffs = [_naive([table[c.items]], k)[0] - _naive([pop[c.items]], k)[0] for c in lists]
+        mean = sum(diffs) / len(diffs)
+        se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs))
+        assert got[f"vs_popularity_hr@{k}"] == pytest.approx(hr - pop_hr) == pytest.approx(mean)
+        assert got[f"vs_popularity_hr@{k}_se"] == pytest.approx(se)
     assert got["users"] == len(lists) and got["candidates"] == 11
     for (history, shown), cand in zip(ranker.calls, lists):
         assert shown == [texts[i] for i in cand.items]  # positive first, its own text

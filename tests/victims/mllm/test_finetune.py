@@ -186,6 +186,9 @@ def test_venomkit_train_victim_mllm_writes_a_loadable_ranker(folder, dataset, tm
     metrics = info["metrics"]
     assert metrics["eval_users"] == 4 and metrics["random"]["hr@10"] == pytest.approx(10 / 11)
     assert set(metrics["test"]) >= {"hr@10", "ndcg@10", "recall@10"} and 0 <= metrics["image_only"]["hr@10"] <= 1
+    versus = metrics["vs_popularity"]  # the paired comparison with popularity, printed under the table
+    assert versus["hr@10"] == pytest.approx(metrics["test"]["hr@10"] - metrics["popularity"]["hr@10"]) and versus["hr@10_se"] >= 0
+    assert "mllm - popularity" in table and "standard error" in table
     assert load_ranker(out).ranker.max_history == 2
 
 

@@ -10,7 +10,10 @@ of negatives scoring AT LEAST as high: ties count against it)::
 
 and Recall@K = HR@K (one positive per list). Chance: HR@K = K / (n_negatives + 1). The
 popularity ranker (training interaction counts) is scored on the SAME lists; ``image_only``
-blanks every candidate text so only the pixels speak.
+blanks every candidate text so only the pixels speak. Whether the ranker beats popularity is
+read from the paired per-user difference of hits (:func:`paired_difference`): its mean and
+standard error, ``vs_popularity_hr@K`` and ``vs_popularity_hr@K_se`` (with 200 users the
+unpaired standard error of one HR@10 near 0.6 is about 0.035).
 
 Full catalogue (:func:`full_catalogue_metrics`, optional, C x users forward passes): every item
 outside the user's other splits is scored; with the top-K hit vector ``h`` (ties broken by item
@@ -50,6 +53,24 @@ def rank_metrics(ranks: np.ndarray, ks: Sequence[int], prefix: str = "") -> dict
         out[f"{prefix}hr@{k}"] = float(hit.mean())
         out[f"{prefix}ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2), 0.0).mean())
         out[f"{prefix}recall@{k}"] = out[f"{prefix}hr@{k}"]
+    return out
+
+
+def paired_difference(ranks: np.ndarray, other_ranks: np.ndarray, ks: Sequence[int], prefix: str) -> dict[str, float]:
+    """Mean and standard error of the per-user difference of hits at each K: ``ranks`` minus ``other_ranks``.
+
+    Both are (U,) 0-based ranks of the same users' positives in the same lists; pairing by user
+    removes the users both rankers find easy or hard, so the standard error (sample standard
+    deviation / sqrt(U), 0 for one user) is that of the comparison, not of either HR alone.
+    """
+    ranks, other_ranks = np.asarray(ranks), np.asarray(other_ranks)
+    if ranks.shape != other_ranks.shape or ranks.ndim != 1:
+        raise ValueError(f"paired_difference needs two (U,) rank vectors of one length, got {ranks.shape} and {other_ranks.shape}")
+    out: dict[str, float] = {}
+    for k in _check_ks(ks):
+        diff = (ranks < k).astype(np.float64) - (other_ranks < k).astype(np.float64)
+        out[f"{prefix}hr@{k}"] = float(diff.mean())
+        out[f"{prefix}hr@{k}_se"] = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
     return out
 
 
@@ -94,7 +115,11 @@ def evaluate_ranker(
 
     Returns:
         ``{hr@K, ndcg@K, recall@K, popularity_hr@K, popularity_ndcg@K, popularity_recall@K,
-        random_hr@K, random_ndcg@K, users, candidates}`` (floats in [0, 1] and counts).
+        random_hr@K, random_ndcg@K, vs_popularity_hr@K, vs_popularity_hr@K_se, users,
+        candidates, ranks}``: floats in [0, 1] (the ``vs_popularity`` pair: the paired difference
+        ranker - popularity of HR@K and its standard error, in [-1, 1]), counts, and ``ranks``
+        the (U,) list of each list's positive's 0-based rank (for paired comparisons of two
+        rankers on the same lists, :func:`paired_difference`).
     """
     ks = _check_ks(ks)
     if lists is None:
@@ -118,12 +143,15 @@ def evaluate_ranker(
         scores = ranker.score_candidates(history, catalog_images(dataset.catalog, items), texts, batch_size=batch_size)
         rows.append(np.asarray(scores.detach().float().cpu().numpy(), dtype=np.float64))
         pop_rows.append(pop[items])
+    ranks, pop_ranks = positive_ranks(np.stack(rows)), positive_ranks(np.stack(pop_rows))
     return {
-        **rank_metrics(positive_ranks(np.stack(rows)), ks),
-        **rank_metrics(positive_ranks(np.stack(pop_rows)), ks, prefix="popularity_"),
+        **rank_metrics(ranks, ks),
+        **rank_metrics(pop_ranks, ks, prefix="popularity_"),
         **random_metrics(sizes.pop() + 1, ks),
+        **paired_difference(ranks, pop_ranks, ks, prefix="vs_popularity_"),
         "users": len(lists),
         "candidates": len(lists[0].negatives) + 1,
+        "ranks": [int(r) for r in ranks],
     }
 
 
@@ -194,5 +222,5 @@ def full_catalogue_metrics(
 
 
 __all__ = [
-    "evaluate_ranker", "full_catalogue_metrics", "positive_ranks", "random_metrics", "rank_metrics", "topk_metrics",
+    "evaluate_ranker", "full_catalogue_metrics", "paired_difference", "positive_ranks", "random_metrics", "rank_metrics", "topk_metrics",
 ]  # fmt: skip
