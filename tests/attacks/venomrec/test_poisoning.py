@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from mllm_helpers import tiny_shop
+from mllm_helpers import tiny_shop, tiny_vlm_folder
 
-from venomkit.attacks.venomrec.poisoning import compromised_users, exposure_rate, n_compromised, poison_rows
+from venomkit.attacks.venomrec.poisoning import compromised_users, exposure_rate, exposure_table, n_compromised, poison_rows
 from venomkit.victims.mllm.candidates import sampled_candidates
 
 
@@ -64,3 +64,41 @@ def test_exposure_rate_equals_a_naive_count():
     assert got["users"] == len(ranks)
     assert got["er@1"] == pytest.approx(np.mean([r < 1 for r in ranks])) and got["er@3"] == pytest.approx(np.mean([r < 3 for r in ranks]))
     assert got["chance@3"] == pytest.approx(3 / 9)
+
+
+def test_exposure_table_scores_negatives_once_and_equals_one_ranking_per_target(tmp_path):
+    """Targets and negatives ranked in one call per user give each target the rank that ranking
+    ``[target] + negatives`` alone gives (a real tiny LLaVA ranker: batches and padding differ)."""
+    from venomkit.victims.mllm.finetune import catalog_images
+    from venomkit.victims.mllm.ranker import MLLMRanker
+
+    dataset = tiny_shop(n_users=30, n_items=40)
+    catalog = dataset.catalog
+    ranker = MLLMRanker.load(str(tiny_vlm_folder(tmp_path / "m", dataset)), max_history=3)
+    calls = []
+    score = ranker.score_candidates
+
+    def counted(history, images, texts, batch_size=64):
+        calls.append(len(texts))
+        return score(history, images, texts, batch_size=batch_size)
+
+    ranker.score_candidates = counted
+    lists = sampled_candidates(dataset, n_users=6, n_negatives=8, seed=0)
+    histories = {cl.user: list(dataset.split.train.items_of(cl.user)[:3]) for cl in lists}
+    interacted = {cl.user: set(dataset.interactions.items_of(cl.user).tolist()) for cl in lists}
+    targets = [5, 17, 23, 31]
+    table = exposure_table(ranker, catalog, lists, histories, targets, interacted=interacted, ks=(1, 3, 5), progress=False)
+    assert len(calls) == len(lists) and max(calls) <= 8 + len(targets)  # one call per user: negatives once
+    ranker.score_candidates = score
+    for t, row in zip(targets, table):
+        ranks = []
+        for cl in lists:
+            if t in interacted[cl.user] or t in cl.negatives:
+                continue
+            items = np.concatenate([[t], cl.negatives])
+            titles = [catalog.attributes["title"][i] for i in histories[cl.user]]
+            alone = ranker.score_candidates(titles, catalog_images(catalog, items), [catalog.texts[i] for i in items], batch_size=4)
+            ranks.append(int((alone[1:] >= alone[0]).sum()))
+        assert row["item"] == t and row["users"] == len(ranks)
+        for k in (1, 3, 5):
+            assert row[f"er@{k}"] == np.mean([r < k for r in ranks])

@@ -89,33 +89,52 @@ def exposure_rate(
     batch_size: int = 64,
 ) -> dict[str, float]:
     """ER@K of one target (module docstring) and the number of users it was measured on."""
+    row = exposure_table(ranker, catalog, lists, histories, [target], interacted=interacted, ks=ks, exclude_users=exclude_users,
+                         batch_size=batch_size, progress=False)[0]
+    return {key: value for key, value in row.items() if key != "item"}
+
+
+def exposure_table(ranker, catalog, lists: Sequence[CandidateList], histories: dict[int, Sequence[int]], targets: Sequence[int], *,
+                   interacted: dict[int, set[int]], ks: Sequence[int] = DEFAULT_KS, exclude_users: Sequence[int] = (),
+                   batch_size: int = 64, progress: bool = True) -> list[dict[str, float]]:
+    """ER@K of every target (module docstring), one row each: ``{item, er@K, chance@K, users}``.
+
+    One ranking call per user: its 99 negatives and every target it can see are scored
+    together, and each target's rank is the number of negatives scoring at least as high --
+    what ranking the list ``[target] + negatives`` gives, because the ranker scores each
+    candidate on its own (pointwise ``logit(yes) - logit(no)``). The negatives are scored once
+    per user instead of once per target: 99 + T candidates per user instead of 100 T.
+    """
+    targets = [int(t) for t in targets]
     titles = item_titles(catalog)
     excluded = set(int(u) for u in exclude_users)
-    ranks = []
+    ranks: dict[int, list[int]] = {t: [] for t in targets}
     n_candidates = None
-    for cl in lists:
-        if cl.user in excluded or target in interacted.get(cl.user, set()) or target in set(cl.negatives.tolist()):
+    for cl in progress_bar(list(lists), desc="ER@K", unit="user", leave=False, enabled=progress):
+        if cl.user in excluded:
             continue
-        items = np.concatenate([[target], cl.negatives]).astype(np.int64)
-        n_candidates = len(items)
+        negatives = np.asarray(cl.negatives, dtype=np.int64)
+        hidden = interacted.get(cl.user, set()) | set(negatives.tolist())
+        visible = [t for t in targets if t not in hidden]
+        if not visible:
+            continue
+        items = np.concatenate([negatives, visible]).astype(np.int64)
         history = [titles[i] for i in histories[cl.user]]
-        scores = ranker.score_candidates(history, catalog_images(catalog, items), [catalog.texts[i] for i in items], batch_size=batch_size)
-        ranks.append(int(positive_ranks(scores.detach().float().cpu().numpy()[None])[0]))  # the target is column 0
-    if not ranks:
-        raise ValueError(f"target {target}: no evaluated user can see it (every list excludes it)")
-    ranks_a = np.array(ranks)
-    out = {f"er@{k}": float((ranks_a < k).mean()) for k in ks}
-    out.update({f"chance@{k}": min(k, n_candidates) / n_candidates for k in ks})
-    out["users"] = len(ranks)
-    return out
-
-
-def exposure_table(ranker, catalog, lists, histories, targets: Sequence[int], *, interacted, ks=DEFAULT_KS,
-                   exclude_users: Sequence[int] = (), progress: bool = True) -> list[dict[str, float]]:
-    """:func:`exposure_rate` for every target, one row each (``item`` first)."""
-    rows = []
-    for t in progress_bar(list(targets), desc="ER@K", unit="target", leave=False, enabled=progress):
         with torch.no_grad():
-            rows.append({"item": int(t), **exposure_rate(ranker, catalog, lists, histories, int(t), interacted=interacted, ks=ks,
-                                                          exclude_users=exclude_users)})
+            scores = ranker.score_candidates(history, catalog_images(catalog, items), [catalog.texts[i] for i in items],
+                                             batch_size=batch_size).detach().float().cpu().numpy()
+        n = len(negatives)
+        lists_of_targets = np.concatenate([scores[n:, None], np.broadcast_to(scores[None, :n], (len(visible), n))], axis=1)
+        for t, rank in zip(visible, positive_ranks(lists_of_targets)):  # (V, 1 + N): each target, then the negatives
+            ranks[t].append(int(rank))
+        n_candidates = len(negatives) + 1
+    rows = []
+    for t in targets:
+        if not ranks[t]:
+            raise ValueError(f"target {t}: no evaluated user can see it (every list excludes it)")
+        r = np.array(ranks[t])
+        row: dict[str, float] = {"item": t, **{f"er@{k}": float((r < k).mean()) for k in ks}}
+        row.update({f"chance@{k}": min(k, n_candidates) / n_candidates for k in ks})
+        row["users"] = len(r)
+        rows.append(row)
     return rows
