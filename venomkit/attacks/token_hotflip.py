@@ -52,6 +52,11 @@ class TextBudgetConfig:
         protect_category: never edit the words in ``Knowledge.protected_words`` (the
             runner passes each item's category).
         word_tokens_only: substitute only whole-word alphabetic tokens.
+        allow_prompt_words: also insert the tokens the victim's own prompt reserves (a
+            text encoder's ``reserved_token_ids``: the MLLM ranker's answer words ``yes`` /
+            ``no`` and its role markers). Off by default: an item text that says "yes" answers
+            the ranker's question for it -- prompt injection, another threat model than a
+            seller's description edit.
     """
 
     max_edit_ratio: float = 0.25
@@ -59,6 +64,7 @@ class TextBudgetConfig:
     keep_stopwords: bool = True
     protect_category: bool = True
     word_tokens_only: bool = True
+    allow_prompt_words: bool = False
 
     def check_text_budget(self) -> None:
         r = self.max_edit_ratio
@@ -66,7 +72,7 @@ class TextBudgetConfig:
             raise ValueError(f"max_edit_ratio must be in (0, 1], got {r!r}")
         if isinstance(self.n_candidates, bool) or not isinstance(self.n_candidates, int) or self.n_candidates < 1:
             raise ValueError(f"n_candidates must be a positive integer, got {self.n_candidates!r}")
-        for name in ("keep_stopwords", "protect_category", "word_tokens_only"):
+        for name in ("keep_stopwords", "protect_category", "word_tokens_only", "allow_prompt_words"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
@@ -145,6 +151,9 @@ class TextFlipper:
         candidates = ~self.vocab.special
         if cfg.word_tokens_only:
             candidates &= self.vocab.word
+        reserved = getattr(encoder, "reserved_token_ids", ())
+        if not cfg.allow_prompt_words and len(reserved):
+            candidates[torch.as_tensor(list(reserved), dtype=torch.long)] = False
         self.candidate_ids = torch.nonzero(candidates).view(-1).to(device)
 
     def active(self) -> torch.Tensor:

@@ -118,6 +118,27 @@ def test_hotflip_edits_the_rankers_own_tokens_within_budget(victim, dataset):
         assert after[k] < before[k] if c else after[k] == before[k]
 
 
+def test_token_edits_never_insert_the_prompts_answer_or_role_words(victim, dataset):
+    from venomkit.attacks.targets import Knowledge
+    from venomkit.attacks.token_hotflip import TextBudgetConfig, TextFlipper
+
+    tokens = victim.text_tokens
+    reserved = tokens.reserved_token_ids
+    ranker = victim.ranker
+    assert {ranker.yes_id, ranker.no_id} <= reserved
+    decoded = {ranker.tokenizer.decode([t]).strip() for t in reserved}
+    assert {"yes", "no", "ASSISTANT"} <= decoded and "user" not in decoded  # roles as the prompt spells them only
+    texts = [dataset.catalog.texts[i] for i in _cold_targets(dataset, 2)]
+    guarded = TextFlipper(tokens, texts, TextBudgetConfig(), Knowledge(), torch.device("cpu"))
+    assert not set(guarded.candidate_ids.tolist()) & reserved
+    # what the filter removes, and only that: allowing prompt words gives the reserved word tokens back
+    opened = TextFlipper(tokens, texts, TextBudgetConfig(allow_prompt_words=True), Knowledge(), torch.device("cpu"))
+    extra = set(opened.candidate_ids.tolist()) - set(guarded.candidate_ids.tolist())
+    assert extra and extra <= reserved and ranker.yes_id in extra
+    with pytest.raises(ValueError, match="allow_prompt_words"):
+        TextBudgetConfig(allow_prompt_words="yes").check_text_budget()
+
+
 def test_attacks_that_need_feature_tables_say_so(victim, dataset):
     from venomkit.attacks.expa import EXPA
     from venomkit.attacks.targets import Knowledge

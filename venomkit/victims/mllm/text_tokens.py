@@ -12,7 +12,9 @@ encoder (``tokenize``, ``decode``, ``token_embedding``; :mod:`venomkit.eval.text
 * ``tokenize(texts) -> (N, max_tokens)`` long: each text's ids right-padded with the pad id
   (a special token, so it decodes to nothing and never counts as a real token);
 * ``decode(ids) -> N strings``: the real ids decoded, the separating space stripped;
-* ``token_embedding``: the language model's input embedding table (vocab, d).
+* ``token_embedding``: the language model's input embedding table (vocab, d);
+* ``reserved_token_ids``: the tokens of the prompt's own answer and role words, which the text
+  attacks do not insert (``TextBudgetConfig.allow_prompt_words``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from venomkit.victims.mllm.ranker import MLLMRanker
+from venomkit.victims.mllm.ranker import NO, YES, MLLMRanker
 from venomkit.victims.scoring import TokenTexts
 
 
@@ -42,6 +44,27 @@ class CandidateTextTokens:
         self.ranker = ranker
         self.max_tokens = max_tokens
         self.pad_id = ranker.pad_id
+
+    ANSWER_WORDS = (YES.strip(), NO.strip())
+    """The answers the ranker reads (any case): a text holding one answers the question for it."""
+    ROLE_WORDS = ("USER", "ASSISTANT")
+    """The prompt's role markers, as it spells them (``user`` in lower case is an ordinary word)."""
+
+    @property
+    def reserved_token_ids(self) -> frozenset[int]:
+        """Ids of every single-token spelling (with or without a leading space) of the answer words
+        in any case and of the role words as spelled; plus the ranker's own yes / no ids."""
+        if not hasattr(self, "_reserved"):
+            spellings = {v for w in self.ANSWER_WORDS for v in (w, w.lower(), w.capitalize(), w.upper())} | set(self.ROLE_WORDS)
+            ids = set()
+            for spelling in spellings:
+                for text in (spelling, " " + spelling):
+                    pieces = self.ranker.tokenizer(text, add_special_tokens=False).input_ids
+                    if len(pieces) == 1:
+                        ids.add(int(pieces[0]))
+            ids.update({self.ranker.yes_id, self.ranker.no_id})
+            self._reserved = frozenset(ids)
+        return self._reserved
 
     @property
     def token_embedding(self) -> nn.Embedding:
