@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from run_helpers import rows
 
@@ -41,17 +42,28 @@ def test_utility_is_compared_with_clean_user_by_user(tmp_path):
     config = PoisoningRunConfig(
         targets=2, eval_users=6, n_negatives=12, objective_users=2, attacker_users=4, ks=[1, 5], mr=0.05,
         finetune={"steps": 3, "batch_size": 2, "warmup": 1, "lr": 5e-2},
-        settings=["clean", {"name": "noisy", "attack": "random_injection", "config": {"max_edit_ratio": 0.5}}],
+        settings=["clean", {"name": "noisy", "attack": "random_injection", "config": {"max_edit_ratio": 0.5}},
+                  {"name": "venomrec", "attack": "venomrec", "config": {"rounds": 1, "image_steps": 1, "exposure_items": 4, "exposure_k": 5}}],
     )
     summary = run_poisoning(config, dataset, tmp_path / "run", progress=False, report=False)
-    assert [s["attack"] for s in summary["settings"]] == ["clean", "noisy"] and summary["num_processes"] == 1
+    assert [s["attack"] for s in summary["settings"]] == ["clean", "noisy", "venomrec"] and summary["num_processes"] == 1
     table = {r["setting"]: r for r in rows(tmp_path / "run" / "poisoning.csv")}
     clean, noisy = table["clean"], table["noisy"]
     for k in (1, 5):
         assert float(clean[f"utility_vs_clean_hr@{k}"]) == 0.0 and float(clean[f"utility_vs_clean_hr@{k}_se"]) == 0.0
         assert float(noisy[f"utility_vs_clean_hr@{k}"]) == pytest.approx(float(noisy[f"hr@{k}"]) - float(clean[f"hr@{k}"]))
         assert float(noisy[f"utility_vs_clean_hr@{k}_se"]) >= 0.0
+    # VenomRec minus each setting, target by target: the mean of per-target differences of ER@K
+    per_target = {}
+    for r in rows(tmp_path / "run" / "results.csv"):
+        per_target.setdefault(r["attack"], {})[r["item_id"]] = float(r["er@5"])
+    for name in ("clean", "noisy"):
+        diffs = [per_target["venomrec"][i] - per_target[name][i] for i in per_target["venomrec"]]
+        assert float(table[name]["venomrec_minus_er@5"]) == pytest.approx(np.mean(diffs))
+        assert float(table[name]["venomrec_minus_er@5_se"]) == pytest.approx(np.std(diffs, ddof=1) / np.sqrt(len(diffs)))
+    assert float(table["venomrec"]["venomrec_minus_er@5"]) == 0.0 and float(table["venomrec"]["venomrec_minus_er@5_se"]) == 0.0
     markdown = (tmp_path / "run" / "poisoning.md").read_text()
-    assert "HR@5 vs clean (paired, ± SE)" in markdown  # ks 1, 5: the largest K when 10 is not among them
+    assert "HR@5 vs clean (paired over users, ± SE)" in markdown  # ks 1, 5: the largest K when 10 is not among them
+    assert "ER@5: venomrec minus this (paired over targets, ± SE)" in markdown
     noisy_line = next(line for line in markdown.splitlines() if line.startswith("| noisy |"))
-    assert "±" in noisy_line
+    assert noisy_line.count("±") == 2

@@ -45,6 +45,8 @@ from venomkit.config import build_config
 from venomkit.progress import progress as progress_bar
 
 CLEAN = "clean"
+REFERENCE = "venomrec"
+"""The setting every other is compared with target by target (when the run has it)."""
 DEFAULT_SETTINGS: tuple[dict[str, Any], ...] = (
     {"name": CLEAN, "attack": "direct_boosting", "poison": False},
     {"name": "direct_boosting", "attack": "direct_boosting"},
@@ -268,10 +270,10 @@ def run_poisoning(config: PoisoningRunConfig, dataset, out_dir: str | Path, *, o
 def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, started: float, report: bool, num_processes: int = 1) -> dict[str, Any]:
     """results.csv, texts.csv, poisoning.csv/.md, summary.json (and report.html) from the records."""
     from venomkit.runs.store import file_stem
-    from venomkit.victims.mllm.evaluate import paired_difference
+    from venomkit.victims.mllm.evaluate import mean_and_standard_error, paired_difference
 
     ks = config.ks
-    rows, text_rows, table, per_setting = [], [], [], {}
+    rows, text_rows, table, per_setting, per_target = [], [], [], {}, {}
     clean_utility = store.read_record(CLEAN, "_setting")["utility"]
     for setting in config.parsed_settings:
         info = store.read_record(setting.name, "_setting")
@@ -294,18 +296,31 @@ def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, start
                                      **{f"utility_{m}@{k}": utility[f"{m}@{k}"] for m in ("hr", "ndcg") for k in ks},
                                      **drop, **versus_clean, "seconds": info["seconds"]}
         table.append({"setting": setting.name, **per_setting[setting.name]})
+        per_target[setting.name] = {r["item_id"]: r for r in records}
+    if REFERENCE in per_target:  # the reference minus each setting, paired over the same targets
+        reference = per_target[REFERENCE]
+        for row in table:
+            for k in ks:
+                diffs = [reference[item][f"er@{k}"] - r[f"er@{k}"] for item, r in per_target[row["setting"]].items()]
+                row[f"{REFERENCE}_minus_er@{k}"], row[f"{REFERENCE}_minus_er@{k}_se"] = mean_and_standard_error(diffs)
     store.write_results(rows)
     store.write_texts(text_rows)
-    k_versus = 10 if 10 in ks else ks[-1]
+    k_versus, k_top = (10 if 10 in ks else ks[-1]), ks[-1]
+    compared = REFERENCE in per_target
     header = ("| setting | " + " | ".join(f"ER@{k}" for k in ks) + " | " + " | ".join(f"HR@{k} (utility)" for k in ks)
-              + f" | HR@{k_versus} vs clean (paired, ± SE) |")
-    lines = [header, "|---|" + "---:|" * (2 * len(ks) + 1)]
+              + f" | HR@{k_versus} vs clean (paired over users, ± SE) |" + (f" ER@{k_top}: {REFERENCE} minus this (paired over targets, ± SE) |" if compared else ""))
+    lines = [header, "|---|" + "---:|" * (2 * len(ks) + 1 + compared)]
     for row in table:
         versus = row.get(f"utility_vs_clean_hr@{k_versus}")
         versus_cell = "" if versus is None or row["setting"] == CLEAN else f"{versus:+.3f} ± {row[f'utility_vs_clean_hr@{k_versus}_se']:.3f}"
-        lines.append(f"| {row['setting']} | " + " | ".join(f"{row[f'er@{k}']:.3f}" for k in ks) + " | "
-                     + " | ".join(f"{row[f'hr@{k}']:.3f}" for k in ks) + f" | {versus_cell} |")
-    lines.append("| chance | " + " | ".join(f"{table[0][f'chance@{k}']:.3f}" for k in ks) + " | " + " | ".join("" for _ in ks) + " | |")
+        line = (f"| {row['setting']} | " + " | ".join(f"{row[f'er@{k}']:.3f}" for k in ks) + " | "
+                + " | ".join(f"{row[f'hr@{k}']:.3f}" for k in ks) + f" | {versus_cell} |")
+        if compared:
+            minus = "" if row["setting"] == REFERENCE else f"{row[f'{REFERENCE}_minus_er@{k_top}']:+.3f} ± {row[f'{REFERENCE}_minus_er@{k_top}_se']:.3f}"
+            line += f" {minus} |"
+        lines.append(line)
+    lines.append("| chance | " + " | ".join(f"{table[0][f'chance@{k}']:.3f}" for k in ks) + " | " + " | ".join("" for _ in ks) + " | |"
+                 + (" |" if compared else ""))
     store.write_table(table, "\n".join(lines) + "\n", stem="poisoning")
     summary = {"kind": "poisoning", "name": "venomrec", "victim": config.victim,
                "targets": [dataset.catalog.item_ids[t] for t in targets],

@@ -68,10 +68,18 @@ def paired_difference(ranks: np.ndarray, other_ranks: np.ndarray, ks: Sequence[i
         raise ValueError(f"paired_difference needs two (U,) rank vectors of one length, got {ranks.shape} and {other_ranks.shape}")
     out: dict[str, float] = {}
     for k in _check_ks(ks):
-        diff = (ranks < k).astype(np.float64) - (other_ranks < k).astype(np.float64)
-        out[f"{prefix}hr@{k}"] = float(diff.mean())
-        out[f"{prefix}hr@{k}_se"] = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+        mean, se = mean_and_standard_error((ranks < k).astype(np.float64) - (other_ranks < k).astype(np.float64))
+        out[f"{prefix}hr@{k}"], out[f"{prefix}hr@{k}_se"] = mean, se
     return out
+
+
+def mean_and_standard_error(values) -> tuple[float, float]:
+    """Mean of (N,) values and its standard error, sample standard deviation / sqrt(N) (0 for N = 1)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0:
+        raise ValueError("mean_and_standard_error needs at least one value")
+    se = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else 0.0
+    return float(values.mean()), se
 
 
 def random_metrics(n_candidates: int, ks: Sequence[int]) -> dict[str, float]:
@@ -222,5 +230,5 @@ def full_catalogue_metrics(
 
 
 __all__ = [
-    "evaluate_ranker", "full_catalogue_metrics", "paired_difference", "positive_ranks", "random_metrics", "rank_metrics", "topk_metrics",
+    "evaluate_ranker", "full_catalogue_metrics", "mean_and_standard_error", "paired_difference", "positive_ranks", "random_metrics", "rank_metrics", "topk_metrics",
 ]  # fmt: skip
