@@ -560,10 +560,7 @@ def pgd_loop(
         with torch.no_grad():
             x = x.detach()  # same storage: the step below updates it in place (no fresh native-size tensor)
             if cfg.keep_best:
-                better = loss.detach() < best_loss
-                for row in better.nonzero().flatten().tolist():
-                    best[row].copy_(x[row])
-                best_loss = torch.where(better, loss.detach(), best_loss)
+                best_loss = _keep_improved(best, best_loss, x, loss.detach())
             if cfg.norm == "linf":
                 direction = grad.sign_()
             else:
@@ -575,8 +572,17 @@ def pgd_loop(
         final_loss = loss_fn(x).detach()
     if not cfg.keep_best:
         return x.detach(), final_loss, first_loss
-    better = final_loss < best_loss
+    best_loss = _keep_improved(best, best_loss, x, final_loss)
+    return best, best_loss, first_loss
+
+
+def _keep_improved(best: torch.Tensor, best_loss: torch.Tensor, x: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+    """Copy into ``best`` the rows of ``x`` whose ``loss`` beats ``best_loss``; returns the new best losses.
+
+    Row by row, in place: a masked assignment would gather the improved rows into a fresh
+    native-size tensor first (see :func:`project_`).
+    """
+    better = loss < best_loss
     for row in better.nonzero().flatten().tolist():
         best[row].copy_(x[row])
-    best_loss = torch.where(better, final_loss, best_loss)
-    return best, best_loss, first_loss
+    return torch.where(better, loss, best_loss)

@@ -104,6 +104,10 @@ class TextEncoder(nn.Module, ABC):
 
     spec: str
     output_dim: int
+    reserved_token_ids: frozenset[int] = frozenset()
+    """Token ids a text edit must not insert: words the victim's own prompt reserves (none for a
+    plain text encoder; the MLLM ranker's token view lists its answer and role words). Read by
+    the token attacks' ``TextFlipper`` unless ``allow_prompt_words`` is set."""
 
     @abstractmethod
     def tokenize(self, texts: list[str]) -> torch.Tensor: ...

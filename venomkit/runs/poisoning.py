@@ -289,8 +289,7 @@ def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, start
         utility = info["utility"]
         drop = {f"hr@{k}_drop": (clean_utility[f"hr@{k}"] - utility[f"hr@{k}"]) / max(clean_utility[f"hr@{k}"], 1e-12) for k in ks}
         # the same users and lists as the clean setting: paired per-user difference of hits and its standard error
-        versus_clean = (paired_difference(np.asarray(utility["ranks"]), np.asarray(clean_utility["ranks"]), ks, prefix="utility_vs_clean_")
-                        if "ranks" in utility and "ranks" in clean_utility else {})
+        versus_clean = paired_difference(np.asarray(utility["ranks"]), np.asarray(clean_utility["ranks"]), ks, prefix="utility_vs_clean_")
         per_setting[setting.name] = {**means, **{f"chance@{k}": records[0][f"chance@{k}"] for k in ks},
                                      **{f"hr@{k}": utility[f"hr@{k}"] for k in ks},
                                      **{f"utility_{m}@{k}": utility[f"{m}@{k}"] for m in ("hr", "ndcg") for k in ks},
@@ -311,8 +310,8 @@ def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, start
               + f" | HR@{k_versus} vs clean (paired over users, ± SE) |" + (f" ER@{k_top}: {REFERENCE} minus this (paired over targets, ± SE) |" if compared else ""))
     lines = [header, "|---|" + "---:|" * (2 * len(ks) + 1 + compared)]
     for row in table:
-        versus = row.get(f"utility_vs_clean_hr@{k_versus}")
-        versus_cell = "" if versus is None or row["setting"] == CLEAN else f"{versus:+.3f} ± {row[f'utility_vs_clean_hr@{k_versus}_se']:.3f}"
+        versus_cell = ("" if row["setting"] == CLEAN
+                       else f"{row[f'utility_vs_clean_hr@{k_versus}']:+.3f} ± {row[f'utility_vs_clean_hr@{k_versus}_se']:.3f}")
         line = (f"| {row['setting']} | " + " | ".join(f"{row[f'er@{k}']:.3f}" for k in ks) + " | "
                 + " | ".join(f"{row[f'hr@{k}']:.3f}" for k in ks) + f" | {versus_cell} |")
         if compared:
