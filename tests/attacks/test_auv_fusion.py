@@ -121,6 +121,22 @@ def test_eta_zero_is_plain_img2img(prepared, shop):
     assert torch.equal(injected, reference)
 
 
+
+def test_uninjected_reference_returns_the_photo_without_injection(prepared, shop):
+    """reference: uninjected keeps only the injection's change: eta = 0 gives the photos back
+    exactly (the generator's reconstruction error is not part of the change), eta = 1 changes them."""
+    attack, targets, folder, knowledge = prepared
+    photos = torch.stack(shop.catalog.image_list([3, 17]))
+    for eta, same in ((0.0, True), (1.0, False)):
+        variant = AUVFusion(AUVFusionConfig(**{**SMALL, "eta": eta, "reference": "uninjected"}))
+        variant.prepare(PrepareContext(shop, knowledge, targets, folder))
+        e_group, _, _ = variant.groups(photos, torch.tensor([3, 17]), shop.split.train)
+        with torch.no_grad():
+            adv = variant.generate(photos, variant.mlp(e_group, variant.clean_latents(photos)), None, [1, 2])
+        assert torch.equal(adv, photos) is same
+    with pytest.raises(ValueError, match="reference must be photo or uninjected"):
+        AUVFusionConfig(reference="clean")
+
 def test_a_run_on_the_engine_scores_the_saved_pngs(tmp_path):
     import sys
 

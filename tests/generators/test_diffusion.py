@@ -391,6 +391,29 @@ def test_native_photos_sharing_a_working_size_run_as_one_batch(toyshop):
         toyshop.run_native([photos[0] * 3])
 
 
+def test_uninjected_reference_keeps_only_the_injections_change(toyshop):
+    gen = torch.Generator().manual_seed(9)
+    photos = [torch.rand(3, 150, 100, generator=gen), torch.rand(3, 64, 64, generator=gen)]
+    zeros = [torch.zeros(toyshop.latent_shape(1, 96, 64)[1:]), torch.zeros(toyshop.latent_shape(1, 64, 64)[1:])]
+    kw = {"strength": 0.5, "num_steps": 10, "seed": [3, 4], "inject_step": 1}
+    with torch.no_grad():
+        # No injection: every photo comes back exactly, at its own size (the pass's own error cancels).
+        same = toyshop.run_native(photos, delta=zeros, reference="uninjected", **kw)
+        assert all(torch.equal(a, b) for a, b in zip(same.images, photos))
+        assert not torch.equal(toyshop.run_native(photos, delta=zeros, **kw).images[1], photos[1])
+    # With one: the photo plus (injected pass - plain pass), differentiable in delta only through the first.
+    deltas = [torch.randn(d.shape, generator=gen).requires_grad_(True) for d in zeros]
+    out = toyshop.run_native(photos, delta=deltas, reference="uninjected", **kw)
+    with torch.no_grad():
+        injected = toyshop.run(photos[1][None], delta=deltas[1][None], strength=0.5, num_steps=10, seed=4, inject_step=1)
+        plain = toyshop.run(photos[1][None], strength=0.5, num_steps=10, seed=4)
+    assert torch.allclose(out.images[1], (photos[1] + injected.images[0] - plain.images[0]).clamp(0, 1), atol=1e-6)
+    sum(im.mean() for im in out.images).backward()
+    assert all(d.grad is not None and d.grad.norm() > 0 for d in deltas)
+    with pytest.raises(ValueError, match="reference must be 'photo' or 'uninjected'"):
+        toyshop.run_native(photos, reference="clean")
+
+
 # ------------------------------------------------------------------------------- precision
 def test_half_precision_keeps_float32_latents_and_images(toyshop):
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(9))

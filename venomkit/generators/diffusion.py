@@ -70,7 +70,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -672,6 +672,7 @@ class DiffusionImg2Img(torch.nn.Module):
         prompt_embeds: torch.Tensor | None = None,
         checkpoint_steps: bool = False,
         callback: StepCallback | Sequence[StepCallback] | None = None,
+        reference: Literal["photo", "uninjected"] = "photo",
     ) -> NativeImg2ImgOutput:
         """img2img on photos of any size; each adversarial photo comes back at its own size.
 
@@ -693,6 +694,16 @@ class DiffusionImg2Img(torch.nn.Module):
         (SSIM etc.) is meant to be measured on these native photos. Differentiable end to end
         with respect to the photos, ``delta``, ``prompt_embeds`` and a callback's tensors.
 
+        ``reference="uninjected"`` keeps only the change the injection made::
+
+            x_adv = clamp(x + upsample(adv_work - plain_work), 0, 1)
+
+        with ``plain_work`` the same pass (same seeds, prompts and noise) without ``delta`` and
+        without callbacks, run without gradient. The generator's reconstruction error and its
+        denoising drift then cancel, so ``delta = 0`` (or ``eta = 0``) returns the photos
+        exactly, at any size: for a generator that cannot reconstruct the photos (a small
+        checkpoint, photos unlike its training data). It costs one more pass, without gradient.
+
         Per-image arguments are given for the N photos in input order and split per pass:
         ``texts``/``negative_texts`` (str for all or N), ``seed`` (int or N), ``prompt_embeds``
         (N, L, D), ``delta``: one (C, h_i, w_i) tensor per photo (shape
@@ -701,6 +712,8 @@ class DiffusionImg2Img(torch.nn.Module):
         that pass's latents (rows = ``passes[j].indices``). The other arguments are
         :meth:`run`'s.
         """
+        if reference not in ("photo", "uninjected"):
+            raise ValueError(f"reference must be 'photo' or 'uninjected', got {reference!r}")
         groups = group_by_size(images)  # ValueError for anything that is not 3-channel images
         n = sum(len(idx) for idx, _ in groups)
         for idx, batch in groups:
@@ -726,29 +739,31 @@ class DiffusionImg2Img(torch.nn.Module):
             idx = [i for m_idx, _, _ in members for i in m_idx]
             clean = torch.cat([work for _, _, work in members])
             pick = torch.tensor(idx, device=self.device)
+            same = {
+                "strength": strength, "num_steps": num_steps, "guidance_scale": guidance_scale,
+                "negative_texts": negative_texts if negative_n is None else [negative_n[i] for i in idx],
+                "seed": [seeds[i] for i in idx],
+                "prompt_embeds": None if prompt_embeds is None else prompt_embeds.to(self.device)[pick],
+            }  # fmt: skip
+            prompts = texts if texts_n is None else [texts_n[i] for i in idx]
             result = self.run(
-                clean,
-                texts if texts_n is None else [texts_n[i] for i in idx],
-                strength=strength,
-                num_steps=num_steps,
-                guidance_scale=guidance_scale,
-                negative_texts=negative_texts if negative_n is None else [negative_n[i] for i in idx],
-                delta=None if deltas is None else deltas(idx),
-                eta=eta,
-                inject_step=inject_step,
-                seed=[seeds[i] for i in idx],
-                prompt_embeds=None if prompt_embeds is None else prompt_embeds.to(self.device)[pick],
-                checkpoint_steps=checkpoint_steps,
-                callback=callback,
-            )
+                clean, prompts, delta=None if deltas is None else deltas(idx), eta=eta, inject_step=inject_step,
+                checkpoint_steps=checkpoint_steps, callback=callback, **same,
+            )  # fmt: skip
             passes.append(WorkingPass(idx, clean, result))
+            if reference == "uninjected":
+                with torch.no_grad():
+                    base = self.run(clean, prompts, **same).images
             row = 0
             for m_idx, native, work in members:
                 adv = result.images[row : row + len(m_idx)]
-                row += len(m_idx)
-                if tuple(native.shape[2:]) != size:
-                    change = F.interpolate(adv - work, size=tuple(native.shape[2:]), mode="bicubic", align_corners=False, antialias=True)
+                resized = tuple(native.shape[2:]) != size
+                if reference == "uninjected" or resized:
+                    change = adv - (base[row : row + len(m_idx)] if reference == "uninjected" else work)
+                    if resized:
+                        change = F.interpolate(change, size=tuple(native.shape[2:]), mode="bicubic", align_corners=False, antialias=True)
                     adv = (native + change).clamp(0.0, 1.0)
+                row += len(m_idx)
                 for j, i in enumerate(m_idx):
                     out[i] = adv[j]
         native_images: Images = torch.stack(out) if isinstance(images, torch.Tensor) else out  # type: ignore[arg-type]

@@ -12,7 +12,9 @@ reach while the diffusion prior keeps it natural. Per target item ``t``:
 3. **Injection** (``venomkit.generators.diffusion``): an img2img DDIM pass at ``strength``
    with ``z~_t = z_t + eta * delta`` at one step (``inject_at``, an index of the full
    ``num_steps`` schedule; default the first step the pass runs), decoded to the adversarial
-   photo (brought back to the photo's own size by adding the change to the native pixels).
+   photo (brought back to the photo's own size by adding the change to the native pixels;
+   with ``reference: uninjected``, venomkit's option, the change is the injected pass minus the
+   same pass without injection, so the generator's own reconstruction error is not part of it).
 4. **Hybrid loss** (Eq. 9 of the paper), minimised with respect to delta (per image) or the
    MLP's weights (across training items):
 
@@ -74,6 +76,11 @@ class AUVFusionConfig(AttackConfig):
         guidance_scale: classifier-free guidance (1: off).
         prompt: ``empty`` (the real encoded empty prompt) or ``text`` (the item's description).
         working_size: shorter side the pass runs at (None: the checkpoint's own size).
+        reference: what the pass's change is measured from (``DiffusionImg2Img.run_native``):
+            ``photo`` (the paper: the adversarial photo is the pass's output) or ``uninjected``
+            (venomkit's, not the paper's: the photo plus the injected pass minus the same pass
+            without injection, so a generator that cannot reconstruct the photo costs no
+            stealth by itself; one more pass, without gradient).
     Attacker's knowledge:
         encoder: the public image encoder (CLIP) of L_CLIP, L_align and the kNN graph.
         embed_dim, gcn_layers, knn_k, knn_layers, visual_view: the dual-view GCN.
@@ -99,6 +106,7 @@ class AUVFusionConfig(AttackConfig):
     guidance_scale: float = 1.0
     prompt: Literal["empty", "text"] = "empty"
     working_size: int | None = None
+    reference: Literal["photo", "uninjected"] = "photo"
     encoder: str = "zoo:toyshop-clip"
     embed_dim: int = 64
     gcn_layers: int = 2
@@ -152,6 +160,8 @@ class AUVFusionConfig(AttackConfig):
             raise ValueError(f"prompt must be empty or text, got {self.prompt!r}")
         if self.working_size is not None:
             _check_positive("working_size", self.working_size, integer=True)
+        if self.reference not in ("photo", "uninjected"):
+            raise ValueError(f"reference must be photo or uninjected, got {self.reference!r}")
         if self.eps is not None:
             _check_positive("eps", self.eps)
             if self.eps > 1:
@@ -348,12 +358,14 @@ class AUVFusion(Attack):
     def generate(self, images: torch.Tensor, delta: torch.Tensor, texts: list[str] | None, seeds: list[int]) -> torch.Tensor:
         """The adversarial photos (B, 3, H, W) of one same-size group at their own size,
         differentiable in delta (B, C, h, w at the working size): the pass runs at the working
-        size and its change is added to the native photo (``DiffusionImg2Img.run_native``)."""
+        size and its change is added to the native photo (``DiffusionImg2Img.run_native``;
+        ``reference: uninjected``: only the change the injection made)."""
         cfg: AUVFusionConfig = self.config  # type: ignore[assignment]
         prompts = texts if cfg.prompt == "text" else None
         return self.generator.run_native(
             images, prompts, working_size=cfg.working_size, strength=cfg.strength, num_steps=cfg.num_steps,
             guidance_scale=cfg.guidance_scale, delta=delta, eta=cfg.eta, inject_step=self.inject_step(), seed=seeds,
+            reference=cfg.reference,
         ).images
 
     def loss(self, adv: torch.Tensor, clean: torch.Tensor, p_group: torch.Tensor, item_index: torch.Tensor | None = None,
