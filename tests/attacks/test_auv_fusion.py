@@ -137,6 +137,7 @@ def test_uninjected_reference_returns_the_photo_without_injection(prepared, shop
     with pytest.raises(ValueError, match="reference must be photo or uninjected"):
         AUVFusionConfig(reference="clean")
 
+
 def test_a_run_on_the_engine_scores_the_saved_pngs(tmp_path):
     import sys
 

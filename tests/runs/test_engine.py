@@ -226,3 +226,19 @@ def test_surrogate_victim_content_is_made_once_and_scored_by_each_victim(tmp_pat
         shared = by_victim["amr"][r["item_id"]]
         assert (tmp_path / "alone" / r["adv_image"]).read_bytes() == (tmp_path / "both" / shared["adv_image"]).read_bytes()
         assert r["hr@50_after"] == shared["hr@50_after"]
+
+
+def test_attacker_cache_key_names_the_surrogate_victim_it_trains_against():
+    """AUV-Fusion's MLP with a promotion term is trained on its surrogate_victim: two runs whose
+    attacker models differ must not share cached attacker models, even with equal attack configs."""
+    from venomkit.runs.engine import attacker_cache_key
+
+    attacks = {r.spec.name: r for r in load_run(REPO / "experiments" / "auv_fusion.yaml", [], RunFlags()).attacks}
+    promo = attacks["auv_promo"]
+    assert promo.spec.surrogate_victim == "attacker_vbpr"
+    key = attacker_cache_key(promo, "data", [3, 1, 2], "vbpr-seed-1")
+    assert key == attacker_cache_key(promo, "data", [1, 2, 3], "vbpr-seed-1")  # the targets as a set
+    assert key != attacker_cache_key(promo, "data", [1, 2, 3], "vbpr-seed-2")  # another attacker model
+    assert key != attacker_cache_key(promo, "data", [1, 2, 3], None)
+    assert key != attacker_cache_key(attacks["auv_promo_no_align"], "data", [1, 2, 3], "vbpr-seed-1")
+    assert key != attacker_cache_key(promo, "other data", [1, 2, 3], "vbpr-seed-1")

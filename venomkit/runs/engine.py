@@ -35,7 +35,7 @@ from venomkit.atomic import write_bytes
 from venomkit.attacks.targets import TargetBatch
 from venomkit.runs.collectors import AttackedBatch, collect_rows
 from venomkit.runs.grids import grid_image
-from venomkit.runs.fingerprint import dataset_digest, run_fingerprint, state_digest
+from venomkit.runs.fingerprint import code_digest, dataset_digest, run_fingerprint, sha256_json, state_digest
 from venomkit.runs.plan import Job, Setting, make_plan, shard
 from venomkit.runs.processes import Processes
 from venomkit.runs.recipe import ResolvedAttack, ResolvedRun
@@ -314,7 +314,8 @@ def execute(
     if procs.is_main:
         built = builder.build_all()
         by_name = {v.name: v for v in built}
-        prepare_attackers(run, dataset, digest, targets, store.out, cache, device, load_victim=lambda name: builder.load(by_name[name]))
+        prepare_attackers(run, dataset, digest, targets, store.out, cache, device, load_victim=lambda name: builder.load(by_name[name]),
+                          victim_key=builder.content_key)
     procs.barrier()
     run_victims = {v.name: v for v in (built if procs.is_main else planned)}
     item_ids = dataset.catalog.item_ids
@@ -348,21 +349,29 @@ def attacker_folder(out: Path, name: str) -> Path:
     return Path(out) / "attackers" / name
 
 
+def attacker_cache_key(resolved: Any, data_digest: str, targets: Sequence[int], surrogate_key: str | None) -> str:
+    """Content hash of an attack's trained attacker-side models: its class and config, the data,
+    the targets it must not train on, venomkit's code, and the content key of the
+    ``surrogate_victim`` it trains against (None without one)."""
+    return sha256_json({"what": "attacker models", "class": resolved.to_dict()["class"], "config": dataclasses.asdict(resolved.config),
+                        "data": data_digest, "targets": sorted(int(t) for t in targets), "code": code_digest(),
+                        "surrogate_victim": surrogate_key})
+
+
 def prepare_attackers(run: ResolvedRun, dataset: Any, data_digest: str, targets: Sequence[int], out: Path, cache: Path | None, device: str,
-                      load_victim: Callable[[str], Any] | None = None) -> None:
+                      load_victim: Callable[[str], Any] | None = None, victim_key: Callable[[str], str] | None = None) -> None:
     """Main process: train the attacker-side models of every attack that has any (``prepare``).
 
     An attack with a ``prepare(ctx)`` method (AUV-Fusion's user model and MLP) is trained
     once per run, into ``attackers/<attack>/``, from where every process loads it; the state
-    is cached by content hash (data, the attack's config, the targets it must not train on,
-    venomkit's code), so another run with the same attack does not train it again.
-    ``load_victim(name)`` gives an attack its ``surrogate_victim`` (the attacker's own model).
+    is cached by content hash (:func:`attacker_cache_key`), so another run with the same attack
+    does not train it again. ``load_victim(name)`` gives an attack its ``surrogate_victim`` (the
+    attacker's own model) and ``victim_key(name)`` that model's content key.
     """
     import shutil
     import tempfile
 
     from venomkit.atomic import TMP_PREFIX
-    from venomkit.runs.fingerprint import code_digest, sha256_json
 
     for resolved in run.attacks:
         if not hasattr(resolved.cls, "prepare"):
@@ -370,8 +379,8 @@ def prepare_attackers(run: ResolvedRun, dataset: Any, data_digest: str, targets:
         folder = attacker_folder(out, resolved.spec.name)
         if (folder / "prepared.json").is_file():
             continue
-        key = sha256_json({"what": "attacker models", "class": resolved.to_dict()["class"], "config": dataclasses.asdict(resolved.config),
-                           "data": data_digest, "targets": sorted(int(t) for t in targets), "code": code_digest()})
+        surrogate = resolved.spec.surrogate_victim
+        key = attacker_cache_key(resolved, data_digest, targets, victim_key(surrogate) if surrogate and victim_key else None)
         hit = cache / "attackers" / key[:32] if cache is not None else None
         if hit is not None and (hit / "prepared.json").is_file():
             logger.info("attack %s: its models were trained before, loaded from the cache (%s)", resolved.spec.name, hit)

@@ -212,6 +212,12 @@ class VictimBuilder:
         v.folder.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, v.folder)
 
+    def content_key(self, name: str) -> str:
+        """The content key of victim ``name`` (its cache key), once :meth:`build_all` has built it."""
+        if name not in self._keys:
+            raise KeyError(f"victim {name!r} has no content key: build_all() builds it first")
+        return self._keys[name]
+
     def _built(self, v: RunVictim, key: str, build: Any) -> tuple[dict[str, Any], bool]:
         """The victim of cache ``key`` (copied into the run), or ``build()`` -> (victim, metrics) stored there."""
         self._keys[v.name] = key
