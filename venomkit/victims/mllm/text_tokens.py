@@ -19,6 +19,7 @@ encoder (``tokenize``, ``decode``, ``token_embedding``; :mod:`venomkit.eval.text
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import torch
@@ -50,21 +51,18 @@ class CandidateTextTokens:
     ROLE_WORDS = ("USER", "ASSISTANT")
     """The prompt's role markers, as it spells them (``user`` in lower case is an ordinary word)."""
 
-    @property
+    @functools.cached_property
     def reserved_token_ids(self) -> frozenset[int]:
         """Ids of every single-token spelling (with or without a leading space) of the answer words
         in any case and of the role words as spelled; plus the ranker's own yes / no ids."""
-        if not hasattr(self, "_reserved"):
-            spellings = {v for w in self.ANSWER_WORDS for v in (w, w.lower(), w.capitalize(), w.upper())} | set(self.ROLE_WORDS)
-            ids = set()
-            for spelling in spellings:
-                for text in (spelling, " " + spelling):
-                    pieces = self.ranker.tokenizer(text, add_special_tokens=False).input_ids
-                    if len(pieces) == 1:
-                        ids.add(int(pieces[0]))
-            ids.update({self.ranker.yes_id, self.ranker.no_id})
-            self._reserved = frozenset(ids)
-        return self._reserved
+        spellings = {v for w in self.ANSWER_WORDS for v in (w, w.lower(), w.capitalize(), w.upper())} | set(self.ROLE_WORDS)
+        ids = {self.ranker.yes_id, self.ranker.no_id}
+        for spelling in spellings:
+            for text in (spelling, " " + spelling):
+                pieces = self.ranker.tokenizer(text, add_special_tokens=False).input_ids
+                if len(pieces) == 1:
+                    ids.add(int(pieces[0]))
+        return frozenset(ids)
 
     @property
     def token_embedding(self) -> nn.Embedding:
