@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.users < 1 or args.negatives < 1:
         parser.error("--users and --negatives must be >= 1")
 
+    from venomkit.cli import configure_logging
+
+    configure_logging(args.quiet)  # progress lines on stderr also when it is not a terminal
     import torch
 
     from venomkit.data.loaders import load_dataset

@@ -136,6 +136,12 @@ def test_uninjected_reference_returns_the_photo_without_injection(prepared, shop
         assert torch.equal(adv, photos) is same
     with pytest.raises(ValueError, match="reference must be photo or uninjected"):
         AUVFusionConfig(reference="clean")
+    # The pass without injection is computed once per photo and reused (same values as recomputing it).
+    with torch.no_grad():
+        delta = variant.mlp(e_group, variant.clean_latents(photos))
+        plain = variant.plain_passes(photos, None, [1, 2])
+        assert torch.equal(variant.generate(photos, delta, None, [1, 2], plain), variant.generate(photos, delta, None, [1, 2]))
+    assert attack.plain_passes(photos, None, [1, 2]) is None  # reference: photo has none
 
 
 def test_a_run_on_the_engine_scores_the_saved_pngs(tmp_path):

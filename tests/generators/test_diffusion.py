@@ -414,6 +414,28 @@ def test_uninjected_reference_keeps_only_the_injections_change(toyshop):
         toyshop.run_native(photos, reference="clean")
 
 
+def test_uninjected_reference_reuses_a_given_plain_pass(toyshop):
+    """The plain pass of one call (``passes[j].plain``) given to the next as ``plain`` gives the
+    same photos as recomputing it; a plain pass of other photos, or without reference
+    uninjected, is refused."""
+    gen = torch.Generator().manual_seed(11)
+    photos = [torch.rand(3, 150, 100, generator=gen), torch.rand(3, 64, 64, generator=gen)]
+    deltas = [torch.randn(toyshop.latent_shape(1, 96, 64)[1:], generator=gen), torch.randn(toyshop.latent_shape(1, 64, 64)[1:], generator=gen)]
+    kw = {"strength": 0.5, "num_steps": 10, "seed": [3, 4], "inject_step": 1, "reference": "uninjected"}
+    with torch.no_grad():
+        first = toyshop.run_native(photos, delta=deltas, **kw)
+        plain = [p.plain for p in first.passes]
+        assert len(plain) == 2 and all(p is not None and not p.requires_grad for p in plain)
+        again = [d * 0.5 for d in deltas]
+        reused = toyshop.run_native(photos, delta=again, plain=plain, **kw)
+        recomputed = toyshop.run_native(photos, delta=again, **kw)
+    assert all(torch.equal(a, b) for a, b in zip(reused.images, recomputed.images))
+    with pytest.raises(ValueError, match="plain: expected one tensor per pass"):
+        toyshop.run_native(photos, delta=deltas, plain=plain[::-1], **kw)
+    with pytest.raises(ValueError, match="only used with reference='uninjected'"):
+        toyshop.run_native(photos, delta=deltas, plain=plain, **{**kw, "reference": "photo"})
+
+
 # ------------------------------------------------------------------------------- precision
 def test_half_precision_keeps_float32_latents_and_images(toyshop):
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(9))

@@ -219,12 +219,15 @@ class WorkingPass:
     """One img2img pass of :meth:`DiffusionImg2Img.run_native`: the photos sharing a working size.
 
     indices: positions of these photos in the input; clean: the photos resized to the working
-    size (n, 3, h, w) in [0, 1] (the pass's input); output: the pass's :class:`Img2ImgOutput`.
+    size (n, 3, h, w) in [0, 1] (the pass's input); output: the pass's :class:`Img2ImgOutput`;
+    plain: with ``reference="uninjected"``, the same pass without injection or callbacks
+    (n, 3, h, w) in [0, 1], no gradient (what ``plain=`` of a later call takes), else None.
     """
 
     indices: list[int]
     clean: torch.Tensor
     output: Img2ImgOutput
+    plain: torch.Tensor | None = None
 
 
 @dataclass
@@ -673,6 +676,7 @@ class DiffusionImg2Img(torch.nn.Module):
         checkpoint_steps: bool = False,
         callback: StepCallback | Sequence[StepCallback] | None = None,
         reference: Literal["photo", "uninjected"] = "photo",
+        plain: Sequence[torch.Tensor] | None = None,
     ) -> NativeImg2ImgOutput:
         """img2img on photos of any size; each adversarial photo comes back at its own size.
 
@@ -702,7 +706,11 @@ class DiffusionImg2Img(torch.nn.Module):
         without callbacks, run without gradient. The generator's reconstruction error and its
         denoising drift then cancel, so ``delta = 0`` (or ``eta = 0``) returns the photos
         exactly, at any size: for a generator that cannot reconstruct the photos (a small
-        checkpoint, photos unlike its training data). It costs one more pass, without gradient.
+        checkpoint, photos unlike its training data). It costs one more pass, without gradient,
+        unless ``plain`` gives that pass's images from an earlier call on the same photos,
+        prompts, seeds and pass settings (``[p.plain for p in earlier.passes]``, one
+        (n_j, 3, h_j, w_j) tensor per pass): a loop that optimises ``delta`` over many steps
+        runs the plain pass once. The values are the same either way.
 
         Per-image arguments are given for the N photos in input order and split per pass:
         ``texts``/``negative_texts`` (str for all or N), ``seed`` (int or N), ``prompt_embeds``
@@ -725,6 +733,8 @@ class DiffusionImg2Img(torch.nn.Module):
         if prompt_embeds is not None and prompt_embeds.shape[0] != n:
             raise ValueError(f"prompt_embeds: batch {prompt_embeds.shape[0]} != number of photos {n}")
         deltas = self._native_deltas(delta, sizes, n)
+        if plain is not None and reference != "uninjected":
+            raise ValueError("plain: the plain passes are only used with reference='uninjected'")
 
         # Resize each same-size group once, then bucket the photos by working size.
         buckets: dict[tuple[int, int], list[tuple[list[int], torch.Tensor, torch.Tensor]]] = {}
@@ -733,9 +743,16 @@ class DiffusionImg2Img(torch.nn.Module):
             size = sizes[idx[0]]
             buckets.setdefault(size, []).append((idx, batch, resize_images(batch, size, "bicubic")))
 
+        if plain is not None:
+            plain = list(plain)
+            expected = [(len([i for m_idx, _, _ in members for i in m_idx]), 3, *size) for size, members in buckets.items()]
+            got = [tuple(p.shape) if isinstance(p, torch.Tensor) else type(p).__name__ for p in plain]
+            if got != expected:
+                raise ValueError(f"plain: expected one tensor per pass of shapes {expected} (the same photos as the call "
+                                 f"that made them), got {got}")
         out: list[torch.Tensor | None] = [None] * n
         passes = []
-        for size, members in buckets.items():
+        for j, (size, members) in enumerate(buckets.items()):
             idx = [i for m_idx, _, _ in members for i in m_idx]
             clean = torch.cat([work for _, _, work in members])
             pick = torch.tensor(idx, device=self.device)
@@ -750,10 +767,14 @@ class DiffusionImg2Img(torch.nn.Module):
                 clean, prompts, delta=None if deltas is None else deltas(idx), eta=eta, inject_step=inject_step,
                 checkpoint_steps=checkpoint_steps, callback=callback, **same,
             )  # fmt: skip
-            passes.append(WorkingPass(idx, clean, result))
+            base = None
             if reference == "uninjected":
-                with torch.no_grad():
-                    base = self.run(clean, prompts, **same).images
+                if plain is not None:
+                    base = plain[j].to(self.device)
+                else:
+                    with torch.no_grad():
+                        base = self.run(clean, prompts, **same).images
+            passes.append(WorkingPass(idx, clean, result, base))
             row = 0
             for m_idx, native, work in members:
                 adv = result.images[row : row + len(m_idx)]

@@ -41,6 +41,42 @@ def frontier_points(rows: Sequence[Mapping[str, Any]], k: int) -> dict[str, dict
     return {v: {m: sorted(pts, key=order) for m, pts in methods.items()} for v, methods in out.items()}
 
 
+LABEL_OFFSETS = [(dx, dy) for dy in (3, -9, 12, -18, 21, -27) for dx in (4, -4, 12, -12)]
+"""Offsets (points) tried in turn for a point's label, nearest first; a negative dx puts the
+label to the left of the point."""
+
+
+def place_labels(fig: Any, ax: Any, labels: Sequence[tuple[float, float, str, Any]]) -> list[Any]:
+    """Label each (x, y, text, colour) point, in order, at the first of :data:`LABEL_OFFSETS` whose box
+    overlaps no label placed before and stays inside the figure (the nearest offset when none
+    does), with a thin leader line when the label had to move away from its point, so that
+    close settings (an attack and its ablations at nearly the same SSIM) stay readable.
+    Returns the labels' boxes in display pixels, in order."""
+    renderer = fig.canvas.get_renderer()
+    figure_box = fig.bbox
+    placed: list[Any] = []
+
+    def draw(x: float, y: float, text: str, colour: Any, offset: tuple[int, int], leader: bool = False) -> Any:
+        return ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, fontsize=7, color=colour,
+                           ha="left" if offset[0] > 0 else "right", va="bottom",
+                           arrowprops={"arrowstyle": "-", "color": colour, "linewidth": 0.5, "alpha": 0.6} if leader else None)
+
+    for x, y, text, colour in labels:
+        chosen, box = LABEL_OFFSETS[0], None
+        for offset in LABEL_OFFSETS:
+            annotation = draw(x, y, text, colour, offset)  # measured without a leader line (its box would count the line)
+            candidate = annotation.get_window_extent(renderer)
+            annotation.remove()
+            box = box or candidate
+            inside = candidate.x0 >= figure_box.x0 and candidate.x1 <= figure_box.x1 and candidate.y0 >= figure_box.y0 and candidate.y1 <= figure_box.y1
+            if inside and not any(candidate.overlaps(other) for other in placed):
+                chosen, box = offset, candidate
+                break
+        draw(x, y, text, colour, chosen, leader=abs(chosen[1]) > 3)
+        placed.append(box)
+    return placed
+
+
 def frontier_png(rows: Sequence[Mapping[str, Any]], k: int, path: str | Path | None = None) -> bytes:
     """Draw the frontier (one panel per victim) as PNG bytes; also written to ``path`` when given."""
     import matplotlib
@@ -51,8 +87,10 @@ def frontier_png(rows: Sequence[Mapping[str, Any]], k: int, path: str | Path | N
     points = frontier_points(rows, k)
     if not points:
         raise ValueError(f"no setting has both an SSIM and an HR@{k} gain: nothing to draw")
-    fig, axes = plt.subplots(1, len(points), figsize=(5.2 * len(points), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(points), figsize=(7.6 * len(points), 4.8), squeeze=False)
+    panel_labels = []
     for ax, (victim, methods) in zip(axes[0], points.items()):
+        labels: list[tuple[float, float, str, Any]] = []
         for method, pts in sorted(methods.items()):
             swept = [p for p in pts if p[3] is not None]  # one method over its budgets: a line
             single = [p for p in pts if p[3] is None]  # settings without a budget (variants, ablations): points
@@ -60,16 +98,23 @@ def frontier_png(rows: Sequence[Mapping[str, Any]], k: int, path: str | Path | N
                 ax.plot([p[0] for p in single], [p[1] for p in single], marker="D", linewidth=0, label=method)
             if swept and single:
                 ax.plot([p[0] for p in single], [p[1] for p in single], marker="D", linewidth=0, color=line.get_color())
-            for x, y, name, _ in pts:
-                if name != method:
-                    ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7, color=line.get_color())
+            labels += [(x, y, name, line.get_color()) for x, y, name, _ in pts if name != method]
         ax.set_title(victim)
         ax.set_xlabel("mean SSIM (stealthier →)")
         ax.set_ylabel(f"mean HR@{k} gain (after − before)")
         ax.axhline(0, color="0.7", linewidth=0.8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
+        # Each labelled point gets a number (short: close points stay readable) and the key
+        # beside the panel names its setting.
+        labels.sort(key=lambda label: (-label[1], label[0]))
+        for n, (_, _, name, colour) in enumerate(labels, 1):
+            ax.annotate(f"{n:>2}  {name}", (1.02, 1.0), xycoords="axes fraction", textcoords="offset points", xytext=(0, -9 * (n - 1)),
+                        fontsize=7, va="top", ha="left", family="monospace", color=colour)
+        panel_labels.append((ax, [(x, y, str(n), colour) for n, (x, y, _, colour) in enumerate(labels, 1)]))
+    fig.tight_layout()  # before the labels: they are placed in the final layout's pixels
+    for ax, labels in panel_labels:
+        place_labels(fig, ax, labels)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)

@@ -355,18 +355,37 @@ class AUVFusion(Attack):
         with torch.no_grad():
             return self.generator.encode_images(self.working_images(images))
 
-    def generate(self, images: torch.Tensor, delta: torch.Tensor, texts: list[str] | None, seeds: list[int]) -> torch.Tensor:
+    def generate(self, images: torch.Tensor, delta: torch.Tensor, texts: list[str] | None, seeds: list[int],
+                 plain: list[torch.Tensor] | None = None) -> torch.Tensor:
         """The adversarial photos (B, 3, H, W) of one same-size group at their own size,
         differentiable in delta (B, C, h, w at the working size): the pass runs at the working
         size and its change is added to the native photo (``DiffusionImg2Img.run_native``;
-        ``reference: uninjected``: only the change the injection made)."""
+        ``reference: uninjected``: only the change the injection made, against the pass
+        without injection, ``plain`` when :meth:`plain_passes` made it already)."""
         cfg: AUVFusionConfig = self.config  # type: ignore[assignment]
-        prompts = texts if cfg.prompt == "text" else None
         return self.generator.run_native(
-            images, prompts, working_size=cfg.working_size, strength=cfg.strength, num_steps=cfg.num_steps,
-            guidance_scale=cfg.guidance_scale, delta=delta, eta=cfg.eta, inject_step=self.inject_step(), seed=seeds,
-            reference=cfg.reference,
+            images, self._prompts(texts), delta=delta, eta=cfg.eta, inject_step=self.inject_step(), reference=cfg.reference,
+            plain=plain, **self._pass_settings(seeds),
         ).images
+
+    def plain_passes(self, images: torch.Tensor, texts: list[str] | None, seeds: list[int]) -> list[torch.Tensor] | None:
+        """With ``reference: uninjected``, the pass without injection of these photos (one
+        tensor per working size, no gradient), which depends on the photos, prompts and seeds
+        only: computed once per image and reused by every Adam step and MLP epoch
+        (:meth:`generate`'s ``plain``). None with ``reference: photo``."""
+        if self.config.reference != "uninjected":
+            return None
+        with torch.no_grad():
+            out = self.generator.run_native(images, self._prompts(texts), **self._pass_settings(seeds))
+        return [p.output.images for p in out.passes]
+
+    def _prompts(self, texts: list[str] | None) -> list[str] | None:
+        return texts if self.config.prompt == "text" else None
+
+    def _pass_settings(self, seeds: list[int]) -> dict[str, Any]:
+        cfg: AUVFusionConfig = self.config  # type: ignore[assignment]
+        return {"working_size": cfg.working_size, "strength": cfg.strength, "num_steps": cfg.num_steps,
+                "guidance_scale": cfg.guidance_scale, "seed": seeds}
 
     def loss(self, adv: torch.Tensor, clean: torch.Tensor, p_group: torch.Tensor, item_index: torch.Tensor | None = None,
              group: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -416,16 +435,18 @@ class AUVFusion(Attack):
             with torch.no_grad():
                 delta0 = self.mlp(e_group, self.clean_latents(images))
         steps = {"amortised": 0, "refined": cfg.refine_steps, "per_image": cfg.image_steps}[cfg.mode]
-        delta = self.optimise_delta(images, texts, p_group, seeds, delta0, steps, item_index, group)
+        plain = self.plain_passes(images, texts, seeds)
+        delta = self.optimise_delta(images, texts, p_group, seeds, delta0, steps, item_index, group, plain)
         with torch.no_grad():
-            adv = self.generate(images, delta, texts, seeds)
+            adv = self.generate(images, delta, texts, seeds, plain)
             _, terms = self.loss(adv, images, p_group, item_index, group)
         diag = {k: v.detach() for k, v in terms.items()}
         diag["delta_norm"] = delta.detach().flatten(1).norm(dim=1)
         return adv.clamp(0, 1), None, diag
 
-    def optimise_delta(self, images, texts, p_group, seeds, delta0, steps, item_index=None, group=None) -> torch.Tensor:
-        """Adam on delta for ``steps`` steps (per_image / refined); delta0 (or zero) when 0 steps."""
+    def optimise_delta(self, images, texts, p_group, seeds, delta0, steps, item_index=None, group=None, plain=None) -> torch.Tensor:
+        """Adam on delta for ``steps`` steps (per_image / refined); delta0 (or zero) when 0 steps.
+        ``plain``: :meth:`plain_passes` of these photos (computed here when None and needed)."""
         cfg: AUVFusionConfig = self.config  # type: ignore[assignment]
         shape = self.generator.latent_shape(images.shape[0], *self.generator.working_size_for(images.shape[2], images.shape[3], cfg.working_size))
         delta = (delta0.clone() if delta0 is not None else torch.zeros(shape, device=images.device)).detach()
@@ -433,10 +454,12 @@ class AUVFusion(Attack):
             return delta
         delta.requires_grad_(True)
         opt = torch.optim.Adam([delta], lr=cfg.image_lr)
+        if plain is None:
+            plain = self.plain_passes(images, texts, seeds)
         from venomkit.progress import progress
 
         for _ in progress(range(steps), desc="auv_fusion per-image steps", unit="step", leave=False):
-            adv = self.generate(images, delta, texts, seeds)
+            adv = self.generate(images, delta, texts, seeds, plain)
             loss, _ = self.loss(adv, images, p_group, item_index, group)
             opt.zero_grad()
             loss.sum().backward()
@@ -464,6 +487,7 @@ class AUVFusion(Attack):
                 chunk = size_items[s : s + 64]
                 e, p, g = self.groups(torch.stack(catalog.image_list(chunk)).to(self.device), torch.tensor(chunk), dataset.split.train)
                 prefs.update({i: (e[k], p[k], g[k]) for k, i in enumerate(chunk)})
+        plain: dict[int, list[torch.Tensor] | None] = {}  # batch -> its pass without injection (reference: uninjected)
         history = []
         logger.info("auv_fusion: training the perturbation MLP on %d items x %d epochs", len(items), cfg.mlp_epochs)
         bar = progress(total=cfg.mlp_epochs * len(items), desc="auv_fusion MLP", unit="item")
@@ -477,8 +501,11 @@ class AUVFusion(Attack):
                 p = torch.stack([prefs[i][1] for i in batch])
                 g = torch.stack([prefs[i][2] for i in batch])
                 seeds = [int(target_generator(cfg.seed, i).initial_seed()) for i in batch]
+                texts = [catalog.texts[i] for i in batch]
+                if b not in plain:
+                    plain[b] = self.plain_passes(images, texts, seeds)
                 delta = mlp(e, self.clean_latents(images))
-                adv = self.generate(images, delta, [catalog.texts[i] for i in batch], seeds)
+                adv = self.generate(images, delta, texts, seeds, plain[b])
                 loss, _ = self.loss(adv, images, p, torch.tensor(batch, device=self.device), g)
                 opt.zero_grad()
                 loss.mean().backward()
