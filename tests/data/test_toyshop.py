@@ -298,3 +298,25 @@ def test_cli_writes_atomic_folder_that_loads_back(tmp_path, capsys):
         assert loaded.catalog.texts[j] == made.catalog.texts[i]
         for key in ATTRIBUTE_KEYS:
             assert loaded.catalog.attributes[key][j] == made.catalog.attributes[key][i]
+
+
+# ------------------------------------------------------------------ the hidden preference model
+def test_preference_model_is_the_one_that_drew_the_interactions(shop):
+    """preference_model(**options) rebuilds make(**options)'s hidden model without rendering:
+    the items users bought score higher under it than those they did not, its popularity term
+    orders items like the training counts, and its logits rank the held-out items far better
+    than chance (the oracle a recommender is measured against)."""
+    model = toyshop.preference_model(image_size=32, seed=0)
+    assert model.tastes.shape == (1000, 31) and model.features.shape == (600, 31) and model.log_prior.shape == (600,)
+    logits = model.logits()
+    bought = shop.interactions.matrix.toarray() > 0
+    assert logits[bought].mean() > logits[~bought].mean() + 2.0
+    counts = np.asarray(shop.split.train.popularity(), dtype=float)
+    rank = lambda x: np.argsort(np.argsort(x))  # noqa: E731
+    assert np.corrcoef(rank(model.log_prior), rank(counts))[0, 1] > 0.8
+    # Another seed is another model.
+    other = toyshop.preference_model(image_size=32, seed=1)
+    assert not np.allclose(other.log_prior, model.log_prior)
+    assert np.allclose(model.logits(np.array([3, 5])), logits[[3, 5]])
+    with pytest.raises(ValueError, match="preference_model: unknown option 'n_itemz'"):
+        toyshop.preference_model(n_itemz=5)

@@ -943,17 +943,42 @@ def _user_tastes(rng: np.random.Generator, n_users: int, weight: float) -> np.nd
     return (weight * np.concatenate(blocks, axis=1)).astype(np.float32)
 
 
-def _sample_interactions(
-    rng: np.random.Generator, features: np.ndarray, brands: Sequence[str], cfg: ToyshopConfig
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(users, items, timestamps) sampled from the taste + quality + popularity model."""
+@dataclass
+class PreferenceModel:
+    """The interaction model's terms (module docstring), as drawn for one shop.
+
+    tastes: (n_users, 31) float32 ``taste_u``; features: (n_items, 31) attribute one-hots;
+    quality: (n_items,) ``quality_i``; log_prior: (n_items,) ``popularity_weight *
+    log((rank_i / n_items + zipf_offset) ** -zipf_exponent)``, the popularity term as it enters the logit.
+    """
+
+    tastes: np.ndarray
+    features: np.ndarray
+    quality: np.ndarray
+    log_prior: np.ndarray
+
+    def logits(self, users: np.ndarray | None = None) -> np.ndarray:
+        """(U, n_items) ``logit(u, i)`` of ``users`` (default all): what each user's draws follow."""
+        tastes = self.tastes if users is None else self.tastes[np.asarray(users)]
+        return tastes @ self.features.T + (self.quality + self.log_prior)[None, :]
+
+
+def _preference_model(rng: np.random.Generator, features: np.ndarray, brands: Sequence[str], cfg: ToyshopConfig) -> PreferenceModel:
     n_items = features.shape[0]
     tastes = _user_tastes(rng, cfg.n_users, cfg.taste_weight)
     brand_quality = {b: q for b, q in zip(BRANDS, rng.normal(0.0, cfg.quality_std, size=len(BRANDS)))}
     quality = np.array([brand_quality[b] for b in brands]) + rng.normal(0.0, cfg.quality_std, size=n_items)
     ranks = rng.permutation(n_items) + 1
-    log_prior = -cfg.zipf_exponent * np.log(ranks / n_items + cfg.zipf_offset)
-    logits = tastes @ features.T + (quality + cfg.popularity_weight * log_prior)[None, :]
+    log_prior = cfg.popularity_weight * -cfg.zipf_exponent * np.log(ranks / n_items + cfg.zipf_offset)
+    return PreferenceModel(tastes, features, quality, log_prior)
+
+
+def _sample_interactions(
+    rng: np.random.Generator, features: np.ndarray, brands: Sequence[str], cfg: ToyshopConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(users, items, timestamps) sampled from the taste + quality + popularity model."""
+    n_items = features.shape[0]
+    logits = _preference_model(rng, features, brands, cfg).logits()
 
     # History lengths: log-normal around the mean, clipped to [min_per_user, n_items // 2]
     # (and to the catalog size, for tiny test catalogs).
@@ -1057,6 +1082,17 @@ def make(
         split=make_split(interactions, method=cfg.split, seed=cfg.seed),
         user_ids=[f"user{u:0{uwidth}d}" for u in range(cfg.n_users)],
     )
+
+
+def preference_model(**options: object) -> PreferenceModel:
+    """The hidden interaction model of the shop ``make(**options)`` builds (same options, same
+    draws), without rendering it: the ground truth a recommender is measured against (an
+    oracle ranks by ``logits()``; ``log_prior`` alone is the popularity every user shares).
+    Options as :func:`make` (ValueError naming a bad one)."""
+    cfg = config_from_options(options, where="preference_model")  # ToyshopConfig's defaults are make()'s
+    item_seq, _, user_seq, _ = np.random.SeedSequence(cfg.seed).spawn(4)
+    attrs = _sample_items(np.random.default_rng(item_seq), cfg.n_items)
+    return _preference_model(np.random.default_rng(user_seq), attribute_onehots(attrs), attrs["brand"], cfg)
 
 
 def contact_sheet(catalog: Catalog, indices: Sequence[int], ncol: int = 8, pad: int = 2, pad_value: float = 1.0) -> torch.Tensor:

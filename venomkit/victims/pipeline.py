@@ -236,6 +236,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     mllm.add_argument("--max-history", type=int, default=None, help="history titles per prompt (default: the base ranker's, 8)")
     mllm.add_argument("--text-drop", type=float, default=None, help="probability of blanking a training row's candidate text (default 0)")
     mllm.add_argument("--pairwise-weight", type=float, default=None, help="weight of a BPR term on the yes/no margins (default 0)")
+    mllm.add_argument("--popular-negatives", type=float, default=None,
+                      help="probability that a training negative is drawn by training popularity instead of uniformly (default 0)")
     mllm.add_argument("--eval-users", type=int, default=None, help="test users ranked over their candidate lists (default 200)")
     mllm.add_argument("--negatives", type=int, default=None, help="sampled never-interacted negatives per list (default 99)")
     mllm.add_argument("--full-catalogue-users", type=int, default=None, help="also rank the full catalogue for this many users (default 0: off; slow)")
@@ -251,7 +253,7 @@ _FEATURE_ONLY = (
 )  # fmt: skip
 _MLLM_ONLY = (
     "base", "mode", "steps", "warmup", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "max_history", "text_drop",
-    "pairwise_weight", "eval_users", "negatives", "full_catalogue_users",
+    "pairwise_weight", "popular_negatives", "eval_users", "negatives", "full_catalogue_users",
 )  # fmt: skip
 _FEATURE_DEFAULTS = {"epochs": 200, "batch_size": 2048, "weight_decay": 0.0, "patience": 10, "eval_every": 1, "feature_batch_size": 64}
 
@@ -448,7 +450,7 @@ def _cli_train_mllm(args: argparse.Namespace) -> int:
 
     fields: dict[str, Any] = {}
     for name in ("mode", "steps", "epochs", "batch_size", "lr", "warmup", "weight_decay", "lora_r", "lora_alpha",
-                 "lora_dropout", "max_history", "text_drop", "pairwise_weight", "seed"):  # fmt: skip
+                 "lora_dropout", "max_history", "text_drop", "pairwise_weight", "popular_negatives", "seed"):  # fmt: skip
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
     if args.epochs is not None and args.steps is None:

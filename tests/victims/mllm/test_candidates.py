@@ -68,6 +68,17 @@ def test_negatives_avoid_the_seen_items():
         sample_negative(rng, {0, 1, 2}, 3)
 
 
+def test_weighted_negatives_follow_the_weights_and_avoid_the_seen_items():
+    rng = np.random.default_rng(0)
+    weights = np.array([5.0, 0.0, 1.0, 3.0, 0.0, 1.0])  # item 1 and 4 weightless; 0 seen
+    draws = [sample_negative(rng, {0}, 6, np.cumsum(weights)) for _ in range(5000)]
+    share = np.bincount(draws, minlength=6) / len(draws)
+    assert share[0] == share[1] == share[4] == 0  # seen, and never drawn without weight
+    assert np.allclose(share[[2, 3, 5]], [0.2, 0.6, 0.2], atol=0.03)
+    with pytest.raises(ValueError, match="every item with a positive weight"):
+        sample_negative(rng, {0, 2, 3, 5}, 6, np.cumsum(weights))
+
+
 def test_titles_come_from_the_title_attribute(dataset):
     titles = item_titles(dataset.catalog)
     assert len(titles) == dataset.n_items and titles[0] == dataset.catalog.attributes["title"][0]

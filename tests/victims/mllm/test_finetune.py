@@ -30,6 +30,7 @@ def test_config_validation_names_the_field():
         "lora_targets": dict(lora_targets=()),
         "max_history": dict(max_history=-1),
         "batch_size": dict(batch_size=2.5),
+        "popular_negatives": dict(popular_negatives=1.5),
     }
     for field, kwargs in cases.items():
         with pytest.raises(ValueError, match=field):
@@ -97,6 +98,7 @@ class _Spy:
     """Records every batch the ranker's forward receives during fine-tuning."""
 
     def __init__(self, ranker):
+        self.ranker = ranker
         self.batches = []
         original = ranker.forward
 
@@ -125,6 +127,23 @@ def test_rows_are_balanced_and_extra_rows_replace_excluded_users(folder, dataset
             assert shown[pos] == texts[target]
             assert histories[pos] == histories[pos + 1] in ([titles[3], titles[4]], [titles[5]])
             assert texts.index(shown[pos + 1]) not in seen  # the negative: never interacted, not the poisoned item
+
+
+def test_popular_negatives_are_drawn_by_training_popularity(folder, dataset):
+    """popular_negatives = 1: every negative is drawn in proportion to its training count, so the
+    negatives are as popular as the positives on average (uniform ones are far less popular)."""
+    texts = dataset.catalog.texts
+    counts = np.asarray(dataset.split.train.popularity(), dtype=float)
+    mean_count = {}
+    for share in (0.0, 1.0):
+        spy = _Spy(_ranker(folder))
+        cfg = FinetuneConfig(**{**FAST, "steps": 6, "batch_size": 8}, popular_negatives=share)
+        finetune(spy.ranker, dataset, cfg, progress=False)
+        negatives = [texts.index(t) for _, shown in spy.batches for t in shown[1::2]]
+        assert all(counts[i] > 0 for i in negatives) or share == 0.0
+        mean_count[share] = counts[negatives].mean()
+    positives_mean = (counts**2).sum() / counts.sum()  # a training row's item: drawn in proportion to its count
+    assert mean_count[0.0] < 0.6 * positives_mean < mean_count[1.0]
 
 
 def test_exclude_users_drops_their_clean_rows(folder, dataset):

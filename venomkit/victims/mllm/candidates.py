@@ -38,10 +38,20 @@ def sample_history(rng: np.random.Generator, items: np.ndarray, exclude: int, ma
     return [int(i) for i in rng.permutation(others)]
 
 
-def sample_negative(rng: np.random.Generator, seen: set[int], n_items: int) -> int:
-    """A uniform item in ``[0, n_items)`` not in ``seen`` (rejection sampling; ``seen`` must leave one out)."""
+def sample_negative(rng: np.random.Generator, seen: set[int], n_items: int, cumulative: np.ndarray | None = None) -> int:
+    """An item in ``[0, n_items)`` not in ``seen`` (rejection sampling; ``seen`` must leave one out):
+    uniform, or with ``cumulative`` (the (n_items,) cumulative sum of non-negative item weights,
+    e.g. ``np.cumsum(training counts)``) drawn in proportion to the weights."""
     if len(seen) >= n_items:
         raise ValueError(f"no negative to sample: the user interacted with all {n_items} items")
+    if cumulative is not None:
+        weights = np.diff(cumulative, prepend=0.0)
+        if not weights[[i for i in range(n_items) if i not in seen]].sum() > 0:
+            raise ValueError("no negative to sample: every item with a positive weight is one the user interacted with")
+        while True:
+            j = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+            if j < n_items and j not in seen:
+                return j
     while True:
         j = int(rng.integers(n_items))
         if j not in seen:

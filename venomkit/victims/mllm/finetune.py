@@ -72,6 +72,11 @@ class FinetuneConfig:
             ranker keeps this value (it is saved with the checkpoint).
         text_drop: probability in [0, 1) that a row's candidate text is left out.
         pairwise_weight: weight (>= 0) of the BPR term on the yes/no margins of each pair.
+        popular_negatives: probability in [0, 1] that a row's negative is drawn in proportion to
+            the items' training counts instead of uniformly. With uniform negatives popularity
+            alone tells most positives from their negatives, and a small ranker learns that
+            and ignores the history; a popularity-drawn negative is as popular as a positive on
+            average, so only the user's history separates the pair.
         seed: seeds everything random in the run.
     """
 
@@ -91,6 +96,7 @@ class FinetuneConfig:
     max_history: int | None = None
     text_drop: float = 0.0
     pairwise_weight: float = 0.0
+    popular_negatives: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -122,6 +128,8 @@ class FinetuneConfig:
             value = getattr(self, name)
             if not _is_number(value) or not 0.0 <= value < 1.0:
                 raise ValueError(f"FinetuneConfig.{name} must be a number in [0, 1), got {value!r}")
+        if not _is_number(self.popular_negatives) or not 0.0 <= self.popular_negatives <= 1.0:
+            raise ValueError(f"FinetuneConfig.popular_negatives must be a number in [0, 1], got {self.popular_negatives!r}")
         if self.max_history is not None and (not _is_int(self.max_history) or self.max_history < 0):
             raise ValueError(f"FinetuneConfig.max_history must be an integer >= 0 or None, got {self.max_history!r}")
         targets = (self.lora_targets,) if isinstance(self.lora_targets, str) else self.lora_targets
@@ -337,6 +345,7 @@ def finetune(
     for row in extra:
         seen.setdefault(row.user, set(dataset.interactions.items_of(row.user).tolist())).add(row.item)
     yes_no = torch.tensor([ranker.yes_id, ranker.no_id], device=ranker.device)
+    popularity = np.cumsum(np.asarray(train.popularity(), dtype=np.float64)) if cfg.popular_negatives > 0 else None
 
     order = rng.permutation(len(positives))
     cursor = 0
@@ -355,7 +364,8 @@ def finetune(
                 user_seen = seen.get(row.user)
                 if user_seen is None:
                     user_seen = seen[row.user] = set(dataset.interactions.items_of(row.user).tolist())
-                negative = sample_negative(rng, user_seen, dataset.n_items)
+                popular = popularity is not None and rng.random() < cfg.popular_negatives
+                negative = sample_negative(rng, user_seen, dataset.n_items, popularity if popular else None)
                 if row.history is None:
                     history_items = sample_history(rng, train.items_of(row.user), row.item, max_history)
                 else:
