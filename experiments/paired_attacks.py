@@ -62,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     print("| K | gain A | gain B | A - B (paired ± SE) |")
     print("|---:|---:|---:|---:|")
     for k in args.ks:
-        diff, se = mean_and_standard_error(gain(a, k) - gain(b, k))
-        print(f"| {k} | {gain(a, k).mean():+.4f} | {gain(b, k).mean():+.4f} | {diff:+.4f} ± {se:.4f} |")
+        gain_a, gain_b = gain(a, k), gain(b, k)
+        diff, se = mean_and_standard_error(gain_a - gain_b)
+        print(f"| {k} | {gain_a.mean():+.4f} | {gain_b.mean():+.4f} | {diff:+.4f} ± {se:.4f} |")
     print(f"mean SSIM: A {column(a, 'ssim').mean():.3f}, B {column(b, 'ssim').mean():.3f}")
     return 0
 

@@ -95,7 +95,7 @@ def main(argv=None) -> int:
           f"per-image {args.image_steps} Adam steps; MLP trained on {len(prepared['mlp']['items'])} items x {len(prepared['mlp']['history'])} epochs")
     print("| mode | seconds / new target | HR@5 gain (after - before) | mean SSIM |")
     print("|---|---:|---:|---:|")
-    for mode in ("amortised", "per_image", "refined")[: 3 if args.refine_steps else 2]:
+    for mode in seconds:  # the run's settings in recipe order: amortised, per_image[, refined]
         print(f"| {mode} | {seconds[mode]:.3f} | {gains[mode]:+.5f} | {ssims[mode]:.3f} |")
     print(f"one-off: MLP training {mlp_seconds:.1f} s (user model {prepared['seconds']['user_model']:.1f} s, shared by both); "
           f"amortising pays after {mlp_seconds / saving:.0f} targets" if saving > 0 else "amortising never pays here")
