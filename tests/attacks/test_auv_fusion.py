@@ -168,3 +168,34 @@ def test_a_run_on_the_engine_scores_the_saved_pngs(tmp_path):
             features = {"visual": victim.image_encoder(adv[None]), "text": victim.text_encoder([dataset.catalog.texts[t]])}
         assert float(r["hr@50_after"]) == pytest.approx(naive_hr(victim, dataset, t, features, 50), abs=1e-9)
         assert 0 < float(r["ssim"]) <= 1 and "diag_l_align" in r
+
+
+def test_amortised_and_refined_attacks_of_one_run_share_one_trained_mlp(tmp_path, monkeypatch):
+    """The MLP does not depend on the refinement steps: a run that holds the MLP alone and
+    refined variants trains it once (also without a cache), so the rows differ by refinement only."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runs"))
+    from run_helpers import REPO
+
+    from venomkit.runs import RunFlags, execute, load_run
+    from venomkit.runs.engine import attacker_cache_key
+
+    trained = []
+    original = AUVFusion._train_mlp
+    monkeypatch.setattr(AUVFusion, "_train_mlp", lambda self, *a, **k: trained.append(self.config.mode) or original(self, *a, **k))
+    small = ", ".join(f"{k}: {v}" for k, v in SMALL.items())
+    attacks = ("attacks=[" + ", ".join(
+        f"{{name: {name}, recipe: attacks/auv_fusion.yaml, config: {{{small}{extra}}}}}"
+        for name, extra in [("mlp", ""), ("refined1", ", mode: refined, refine_steps: 1"), ("refined2", ", mode: refined, refine_steps: 2"),
+                            ("per_image", ", mode: per_image, image_steps: 1")]) + "]")
+    run = load_run(REPO / "defenses" / "judge.yaml", [attacks, "victims=[{kind: vbpr, train: {epochs: 2}}]", "defenses=[]",
+                                                       "outputs.tables=[promotion]", "outputs.report=false", "outputs.grids=false"],
+                   RunFlags(data="toyshop:n_users=120,n_items=80", targets=2, max_interactions=40))
+    keys = {r.spec.name: attacker_cache_key(r, "data", [1, 2], None) for r in run.attacks}
+    assert keys["mlp"] == keys["refined1"] == keys["refined2"] != keys["per_image"]
+    execute(run, tmp_path, cache_dir=None, progress=False)
+    assert trained == ["amortised"]
+    weights = {name: (tmp_path / "attackers" / name / "attacker.safetensors").read_bytes() for name in keys}
+    assert weights["mlp"] == weights["refined1"] == weights["refined2"]
+    assert json.loads((tmp_path / "attackers" / "per_image" / "prepared.json").read_text()).get("mlp") is None

@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal, Mapping, Sequence
 
@@ -261,6 +261,16 @@ class Attack(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
+
+    @classmethod
+    def prepare_settings(cls, config: AttackConfig) -> dict[str, Any]:
+        """The settings the state an attack's optional ``prepare`` trains depends on (its config).
+
+        The run engine keys that state by them: attacks of one run with equal prepare settings
+        train it once. An attack whose config holds per-target settings that ``prepare`` never
+        reads (AUV-Fusion's refinement steps) leaves them out here.
+        """
+        return asdict(config)
 
     @classmethod
     def from_config(cls, config: AttackConfig, *, surrogate: Victim | ImageEncoder | None = None, device: str = "cpu") -> "Attack":

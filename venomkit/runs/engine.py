@@ -350,10 +350,11 @@ def attacker_folder(out: Path, name: str) -> Path:
 
 
 def attacker_cache_key(resolved: Any, data_digest: str, targets: Sequence[int], surrogate_key: str | None) -> str:
-    """Content hash of an attack's trained attacker-side models: its class and config, the data,
+    """Content hash of an attack's trained attacker-side models: its class and the settings they
+    depend on (``Attack.prepare_settings``: the config without per-target-only fields), the data,
     the targets it must not train on, venomkit's code, and the content key of the
     ``surrogate_victim`` it trains against (None without one)."""
-    return sha256_json({"what": "attacker models", "class": resolved.to_dict()["class"], "config": dataclasses.asdict(resolved.config),
+    return sha256_json({"what": "attacker models", "class": resolved.to_dict()["class"], "config": resolved.cls.prepare_settings(resolved.config),
                         "data": data_digest, "targets": sorted(int(t) for t in targets), "code": code_digest(),
                         "surrogate_victim": surrogate_key})
 
@@ -365,7 +366,8 @@ def prepare_attackers(run: ResolvedRun, dataset: Any, data_digest: str, targets:
     An attack with a ``prepare(ctx)`` method (AUV-Fusion's user model and MLP) is trained
     once per run, into ``attackers/<attack>/``, from where every process loads it; the state
     is cached by content hash (:func:`attacker_cache_key`), so another run with the same attack
-    does not train it again. ``load_victim(name)`` gives an attack its ``surrogate_victim`` (the
+    does not train it again, and attacks of this run with the same key train it once (copied
+    from the first, also without a cache). ``load_victim(name)`` gives an attack its ``surrogate_victim`` (the
     attacker's own model) and ``victim_key(name)`` that model's content key.
     """
     import shutil
@@ -373,14 +375,21 @@ def prepare_attackers(run: ResolvedRun, dataset: Any, data_digest: str, targets:
 
     from venomkit.atomic import TMP_PREFIX
 
+    in_run: dict[str, Path] = {}  # key -> the folder of an attack of this run that holds those models
     for resolved in run.attacks:
         if not hasattr(resolved.cls, "prepare"):
             continue
         folder = attacker_folder(out, resolved.spec.name)
-        if (folder / "prepared.json").is_file():
-            continue
         surrogate = resolved.spec.surrogate_victim
         key = attacker_cache_key(resolved, data_digest, targets, victim_key(surrogate) if surrogate and victim_key else None)
+        if (folder / "prepared.json").is_file():
+            in_run.setdefault(key, folder)
+            continue
+        if key in in_run:
+            logger.info("attack %s: the same attacker models as attack %s, copied", resolved.spec.name, in_run[key].name)
+            shutil.copytree(in_run[key], folder, dirs_exist_ok=True)
+            continue
+        in_run[key] = folder
         hit = cache / "attackers" / key[:32] if cache is not None else None
         if hit is not None and (hit / "prepared.json").is_file():
             logger.info("attack %s: its models were trained before, loaded from the cache (%s)", resolved.spec.name, hit)

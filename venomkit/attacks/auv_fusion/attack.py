@@ -243,6 +243,18 @@ class AUVFusion(Attack):
         self._save(folder, info)
         self.prepared = info
 
+    PER_TARGET_FIELDS: ClassVar[tuple[str, ...]] = ("refine_steps", "image_steps", "image_lr")
+    """Settings of the per-target Adam steps only: :meth:`prepare` never reads them."""
+
+    @classmethod
+    def prepare_settings(cls, config: AttackConfig) -> dict[str, Any]:
+        """The config without :attr:`PER_TARGET_FIELDS`, and ``mode`` reduced to whether an MLP
+        is trained: ``amortised`` and ``refined`` attacks that differ only in refinement share
+        one MLP (the refined rows then differ from the MLP alone by the refinement only)."""
+        settings = {k: v for k, v in super().prepare_settings(config).items() if k not in cls.PER_TARGET_FIELDS}
+        settings["mode"] = "per_image" if config.mode == "per_image" else "mlp"
+        return settings
+
     USER_MODEL_FIELDS: ClassVar[tuple[str, ...]] = ("encoder", "embed_dim", "gcn_layers", "knn_k", "knn_layers", "visual_view",
                                                     "user_epochs", "user_lr", "seed")
 
