@@ -4,6 +4,7 @@ optimisation (the public port's method: delta from zero by Adam through the pass
     OMP_NUM_THREADS=1 python tests/benchmarks/auv_fusion.py                 # toyshop, zoo, CPU, 20 cold targets, VBPR
     OMP_NUM_THREADS=1 python tests/benchmarks/auv_fusion.py --promotion-weight 1 --reference uninjected --targets 50
     OMP_NUM_THREADS=1 python tests/benchmarks/auv_fusion.py --promotion-weight 0.6 --reference uninjected --targets 50 --refine-steps 1 2 3
+    OMP_NUM_THREADS=1 python tests/benchmarks/auv_fusion.py --promotion-weight 0.6 --reference uninjected --targets 50 --refine-steps 2 --refine-lr 0.1
     python tests/benchmarks/auv_fusion.py --targets 50 --image-steps 30
     python tests/benchmarks/auv_fusion.py --device cuda                     # the SD-1.5-shaped pass on a GPU (below)
 
@@ -22,7 +23,7 @@ seed, never attacked), to both, so that the ratio compares non-zero gains (SSIM 
 them: the two need not land at the same stealth). ``--refine-steps K [K ...]`` adds a
 row ``refinedK`` per K (the MLP's delta, then K Adam steps per image: the issue's optional
 refinement; every refined row starts from the amortised row's MLP, trained once), timed and
-compared with per-image optimisation the same way.
+compared with per-image optimisation the same way; ``--refine-lr`` sets their Adam step size.
 
 ``--device cuda``: runs ``auv_fusion_generator.py --device cuda`` (Stable Diffusion 1.5's shapes
 with random weights, 512 px, float16, with and without gradient checkpointing: time and peak
@@ -46,9 +47,10 @@ REPO = Path(__file__).resolve().parents[2]
 def recipe_overrides(args: argparse.Namespace) -> list[str]:
     common = f"reference: {args.reference}, promotion_weight: {args.promotion_weight}"
     surrogate = ", surrogate_victim: attacker_vbpr" if args.promotion_weight > 0 else ""
+    refine_lr = f", image_lr: {args.refine_lr}" if args.refine_lr is not None else ""
     attacks = (f"attacks=[{{name: amortised, recipe: attacks/auv_fusion.yaml, config: {{{common}}}{surrogate}}}, "
                f"{{name: per_image, recipe: attacks/auv_fusion.yaml, config: {{mode: per_image, image_steps: {args.image_steps}, {common}}}{surrogate}}}"
-               + "".join(f", {{name: refined{k}, recipe: attacks/auv_fusion.yaml, config: {{mode: refined, refine_steps: {k}, {common}}}{surrogate}}}"
+               + "".join(f", {{name: refined{k}, recipe: attacks/auv_fusion.yaml, config: {{mode: refined, refine_steps: {k}{refine_lr}, {common}}}{surrogate}}}"
                          for k in args.refine_steps) + "]")
     victims = "{kind: vbpr, train: {epochs: %d}}" % args.victim_epochs
     if args.promotion_weight > 0:  # the attacker's own VBPR (another seed, never attacked), as in experiments/auv_fusion.yaml
@@ -65,6 +67,8 @@ def main(argv=None) -> int:
     parser.add_argument("--image-steps", type=int, default=30, help="per-image Adam steps (public port: 30)")
     parser.add_argument("--refine-steps", type=int, nargs="+", default=[], metavar="K",
                         help="also time mode refined with K Adam steps per image, a row per K (default: none)")
+    parser.add_argument("--refine-lr", type=float, default=None,
+                        help="Adam step size of the refined rows (image_lr; default: the recipe's, as per image)")
     parser.add_argument("--victim-epochs", type=int, default=100)
     parser.add_argument("--promotion-weight", type=float, default=0.0,
                         help="venomkit's promotion term on an attacker VBPR (0: the paper's loss, which promotes nothing on toyshop)")
@@ -75,6 +79,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if any(k < 1 for k in args.refine_steps) or len(set(args.refine_steps)) < len(args.refine_steps):
         parser.error(f"--refine-steps takes distinct integers >= 1, got {' '.join(map(str, args.refine_steps))}")
+    if args.refine_lr is not None and not args.refine_lr > 0:
+        parser.error(f"--refine-lr must be > 0, got {args.refine_lr}")
     if args.device != "cpu":
         return subprocess.call([sys.executable, str(Path(__file__).with_name("auv_fusion_generator.py")), "--device", args.device])
 
@@ -94,7 +100,7 @@ def main(argv=None) -> int:
     saving = seconds["per_image"] - seconds["amortised"]
     print(f"AUV-Fusion on {args.data}, VBPR victim, {n} cold targets in batches of {args.batch_size}, torch threads {args.threads}, "
           f"reference {args.reference}, promotion weight {args.promotion_weight:g}, "
-          f"per-image {args.image_steps} Adam steps; MLP trained on {len(prepared['mlp']['items'])} items x {len(prepared['mlp']['history'])} epochs")
+          f"per-image {args.image_steps} Adam steps" + (f", refined at step size {args.refine_lr:g}" if args.refine_lr else "") + f"; MLP trained on {len(prepared['mlp']['items'])} items x {len(prepared['mlp']['history'])} epochs")
     print("| mode | seconds / new target | HR@5 gain (after - before) | mean SSIM |")
     print("|---|---:|---:|---:|")
     for mode in seconds:  # the run's settings in recipe order: amortised, per_image[, refinedK ...]
