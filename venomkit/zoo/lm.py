@@ -37,6 +37,7 @@ import torch
 from venomkit.generators.llm_text import build_rewrite_prompt
 from venomkit.progress import progress as progress_bar
 from venomkit.zoo.item_descriptions import describe_item, item_attributes
+from venomkit.zoo.optim import optimiser_step
 
 @dataclass
 class LMTrainConfig:
@@ -171,13 +172,7 @@ def train_lm(model, tokenizer, items: Sequence[dict[str, str]], cfg: LMTrainConf
             group["lr"] = lr_at(step, cfg.steps, cfg.warmup, cfg.lr)
         # Mean over target tokens, as the model's own loss (labels are shifted inside).
         loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        optimiser_step(opt, loss, model.parameters(), losses, bar, step, "loss")
     model.eval()
     return losses
 

@@ -11,7 +11,9 @@ at 64 px is saved next to the weights, so ``AutoProcessor.from_pretrained(folder
 Training (from scratch; there is no pretrained LLaVA here) follows LLaVA's two stages.
 Stage 1 (feature alignment, :func:`pretrain_captions`): the model learns to answer
 ``USER: <image> What is this item? ASSISTANT:`` with the item's title, which names its
-category, colour, pattern and material. Stage 2 (:func:`train_vlm`), on the training
+category, colour, pattern and material. Optional stage 1b (:func:`pretrain_matching`,
+``match_steps``; 0 in the shipped build): from catalogue content only, the model learns what a
+candidate shares with a list of titles, the reading a pretrained LLM brings. Stage 2 (:func:`train_vlm`), on the training
 interactions: each step takes users, one of their training items as the positive and a
 sampled item they never interacted with as the negative, with up to ``max_history`` other
 training items as the history, and fits the answer token (`` yes`` / `` no``) after the prompt
@@ -30,6 +32,7 @@ fine-tuned ranker (``venomkit train --victim mllm``) are measured the same way.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,6 +47,10 @@ from venomkit.victims.mllm.evaluate import evaluate_ranker
 from venomkit.victims.mllm.finetune import lr_schedule
 from venomkit.victims.mllm.ranker import MLLMRanker
 from venomkit.zoo.images import fitted_images
+from venomkit.zoo.optim import optimiser_step
+
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,6 +71,7 @@ class VLMTrainConfig:
     max_history: int = 8
     caption_steps: int = 300
     caption_batch_size: int = 32
+    match_steps: int = 0
     steps: int = 1200
     batch_size: int = 16
     lr: float = 2e-3
@@ -88,6 +96,8 @@ class VLMTrainConfig:
             raise ValueError("VLMTrainConfig.hidden_size / vision_hidden_size must be divisible by their head counts")
         if not 0.0 <= self.text_drop < 1.0:
             raise ValueError(f"VLMTrainConfig.text_drop must be in [0, 1), got {self.text_drop}")
+        if self.match_steps < 0:
+            raise ValueError(f"VLMTrainConfig.match_steps must be >= 0, got {self.match_steps}")
         if self.caption_steps < 0 or self.caption_batch_size < 1:
             raise ValueError(
                 f"VLMTrainConfig.caption_steps must be >= 0 and caption_batch_size >= 1, got "
@@ -214,15 +224,104 @@ def pretrain_captions(ranker: MLLMRanker, dataset, cfg: VLMTrainConfig, seed: in
             pixel_values=ranker.pixel_values(images[index]),
             labels=labels.to(ranker.device),
         )
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(out.loss.item())
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        optimiser_step(opt, out.loss, model.parameters(), losses, bar, step, "loss")
     model.eval()
     return losses
+
+
+MATCH_ATTRIBUTES = ("category", "colour", "pattern", "material")
+
+
+def matching_rows(rng: np.random.Generator, codes: np.ndarray, n_rows: int, length: int) -> tuple[list[int], list[list[int]], np.ndarray]:
+    """Candidates, lists of ``length`` other items, and per attribute the share of each list
+    sharing the candidate's value: ((n_rows,), n_rows lists, (n_rows, 4) in [0, 1]).
+
+    ``codes``: (n_items, 4) integer attribute values. A row draws ``q ~ U(0, 1)``; each list
+    slot is, with probability ``q``, an item sharing the candidate's value of one attribute
+    (drawn uniformly), else a uniform item: shares spread over [0, 1] as users' histories do.
+    """
+    n_items = len(codes)
+    candidates, lists = [], []
+    for _ in range(n_rows):
+        c = int(rng.integers(n_items))
+        q = rng.random()
+        row = []
+        while len(row) < length:
+            if rng.random() < q:
+                a = int(rng.integers(codes.shape[1]))
+                pool = np.flatnonzero(codes[:, a] == codes[c, a])
+                i = int(rng.choice(pool))
+            else:
+                i = int(rng.integers(n_items))
+            if i != c:
+                row.append(i)
+        candidates.append(c)
+        lists.append(row)
+    shares = (codes[np.asarray(lists)] == codes[np.asarray(candidates)][:, None, :]).mean(1)
+    return candidates, lists, shares
+
+
+MATCH_WINDOW = 50
+MATCH_ADVANCE = 0.5
+
+
+def pretrain_matching(ranker: MLLMRanker, dataset, cfg: VLMTrainConfig, seed: int) -> tuple[list[float], int]:
+    """Stage 1b (optional, ``match_steps``): learn what a candidate shares with a list of titles.
+
+    A pretrained LLM brings this to a ranker (it sees that ``Orange checked wood watch`` and
+    an orange watch's description share a colour and a category); the zoo's from-scratch
+    model does not, and fine-tuned on interactions alone it ranks by popularity and ignores the
+    history (``experiments/ranker_headroom.py --ranker``). This stage uses catalogue content
+    only (no interaction): the ranking prompt with a list of titles as the history
+    (:func:`matching_rows`) and the candidate's image and text (always shown: with the text
+    left out at ``text_drop`` 0.4 the MSE was still 0.17 against the mean predictor's 0.19
+    after 1,500 steps at one title; the ranking stage teaches the image-only case); a linear head on the answer position's last hidden state regresses the
+    four per-attribute shares (MSE), and is thrown away afterwards. The yes/no answer is not
+    trained here.
+
+    A curriculum on the list's length: it starts at 1 title and grows by one each time the MSE
+    over the last ``MATCH_WINDOW`` steps falls below ``MATCH_ADVANCE`` times the mean
+    predictor's (the shares' variance in the same batches): a fixed schedule stalled at the mean
+    predictor at six titles. Measured (4 layers, lr 2e-3, ``experiments/ranker_depth.py
+    --match-steps 4000``): at one title the MSE falls to 0.132 against the mean predictor's
+    0.194 and the list never grows; the ranker built on it does not beat popularity (README).
+    Returns the losses and the length reached.
+    """
+    if cfg.match_steps == 0:
+        return [], 0
+    rng = np.random.default_rng(seed + 29)
+    torch.manual_seed(seed + 29)
+    attrs = dataset.catalog.attributes
+    codes = np.stack([np.unique(np.asarray(attrs[a]), return_inverse=True)[1] for a in MATCH_ATTRIBUTES], axis=1)
+    titles = item_titles(dataset.catalog)
+    texts = dataset.catalog.texts
+    images = fitted_images(dataset.catalog, range(dataset.n_items), cfg.image_size)
+    model = ranker.model
+    head = torch.nn.Linear(cfg.hidden_size, len(MATCH_ATTRIBUTES)).to(ranker.device)
+    opt = torch.optim.AdamW([*model.parameters(), *head.parameters()], lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    model.train()
+    losses: list[float] = []
+    baselines: list[float] = []  # the mean predictor's MSE on each step's batch
+    length = 1
+    bar = progress_bar(range(cfg.match_steps), desc="toyshop-vlm matching", unit="step")
+    for step in bar:
+        candidates, lists, shares = matching_rows(rng, codes, 2 * cfg.batch_size, length)
+        histories = [[titles[i] for i in row] for row in lists]
+        cand_texts = [texts[c] for c in candidates]
+        for group in opt.param_groups:
+            group["lr"] = lr_schedule(step, cfg.match_steps, cfg.lr, cfg.warmup)
+        out = ranker(histories, images[candidates], cand_texts, output_hidden_states=True)
+        last = out.hidden[torch.arange(len(candidates)), out.last_index]
+        loss = F.mse_loss(head(last.float()), torch.as_tensor(shares, dtype=torch.float32, device=last.device))
+        optimiser_step(opt, loss, model.parameters(), losses, bar, step, "mse")
+        baselines.append(float(((shares - shares.mean(0)) ** 2).mean()))
+        window = min(MATCH_WINDOW, len(baselines))
+        if length < cfg.max_history and window == MATCH_WINDOW and np.mean(losses[-window:]) < MATCH_ADVANCE * np.mean(baselines[-window:]):
+            length += 1
+            baselines.clear()
+            LOGGER.info("toyshop-vlm matching: step %d, the lists grow to %d titles", step, length)
+    model.eval()
+    return losses, length
 
 
 def train_vlm(ranker: MLLMRanker, dataset, cfg: VLMTrainConfig, seed: int) -> list[float]:
@@ -262,13 +361,7 @@ def train_vlm(ranker: MLLMRanker, dataset, cfg: VLMTrainConfig, seed: int) -> li
         margins = out.scores.view(-1, 2)
         pairwise = -F.logsigmoid(margins[:, 0] - margins[:, 1]).mean()
         loss = answer_loss + cfg.pairwise_weight * pairwise
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        optimiser_step(opt, loss, model.parameters(), losses, bar, step, "loss")
     model.eval()
     return losses
 
@@ -313,6 +406,7 @@ def build(out_dir: Path, dataset, *, fast: bool = False, seed: int = 0, config: 
     model = LlavaForConditionalGeneration(model_config(tokenizer, cfg))
     ranker = MLLMRanker(model, processor, spec=str(out_dir), max_history=cfg.max_history)
     caption_losses = pretrain_captions(ranker, dataset, cfg, seed)
+    match_losses, match_length = pretrain_matching(ranker, dataset, cfg, seed)
     losses = train_vlm(ranker, dataset, cfg, seed)
     train_seconds = time.time() - started
 
@@ -332,6 +426,9 @@ def build(out_dir: Path, dataset, *, fast: bool = False, seed: int = 0, config: 
         "dtype": "float16",
         "train_steps": cfg.steps,
         "final_caption_loss": float(np.mean(caption_losses[-20:])) if caption_losses else None,
+        "first_match_mse": float(np.mean(match_losses[:20])) if match_losses else None,
+        "final_match_mse": float(np.mean(match_losses[-20:])) if match_losses else None,
+        "final_match_titles": match_length or None,
         "final_train_loss": float(np.mean(losses[-20:])),
         "train_seconds": round(train_seconds, 1),
         f"hr@{k}": full[f"hr@{k}"],
