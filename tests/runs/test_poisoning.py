@@ -67,3 +67,104 @@ def test_utility_is_compared_with_clean_user_by_user(tmp_path):
     assert "ER@5: venomrec minus this (paired over targets, ± SE)" in markdown
     noisy_line = next(line for line in markdown.splitlines() if line.startswith("| noisy |"))
     assert noisy_line.count("±") == 2
+
+
+# ------------------------------------------------------------------ poisoning run recipes
+TINY_SHOP = "toyshop:n_users=40,n_items=60,interactions_per_user=6"
+
+
+def _args(**flags):
+    import argparse
+
+    return argparse.Namespace(**{"victim": None, "targets": None, "seed": None, "max_interactions": None, "data": None, **flags})
+
+
+def _recipe(tmp_path, text, name="run.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_a_poisoning_run_recipe_is_the_command_line_run(tmp_path):
+    """recipe + config + run in a file = the attack recipe with run.KEY=VALUE and KEY=VALUE overrides."""
+    from venomkit.runs.poisoning import config_from_command_line
+
+    path = _recipe(tmp_path, "recipe: attacks/venomrec.yaml\nconfig: {rounds: 2}\ndata: toyshop:n_users=40\n"
+                             "run:\n  targets: 3\n  eval_users: 7\n  finetune: {lr: 0.01}\n  settings: [clean, venomrec]\n")
+    from_file, data = config_from_command_line(str(path), [], _args())
+    by_hand, _ = config_from_command_line("attacks/venomrec.yaml", ["rounds=2", "run.targets=3", "run.eval_users=7", "run.finetune.lr=0.01",
+                                                                    "run.settings=clean,venomrec"], _args())
+    assert data == "toyshop:n_users=40" and from_file.to_dict() == by_hand.to_dict()
+    assert from_file.finetune_config.steps == 150  # the run's fine-tune default under the recipe's own fields
+    assert from_file.parsed_settings[1].config["rounds"] == 2
+    # the command line over the file, the flags over both
+    changed, data = config_from_command_line(str(path), ["run.eval_users=9", "run.finetune.steps=5", "rounds=1"],
+                                             _args(targets=4, data="toyshop:n_users=50"))
+    assert (changed.eval_users, changed.targets, changed.finetune_config.steps, changed.finetune_config.lr) == (9, 4, 5, 0.01)
+    assert changed.parsed_settings[1].config["rounds"] == 1 and data == "toyshop:n_users=50"
+    from venomkit.runs.recipe import RecipeError, load_run
+
+    with pytest.raises(RecipeError, match="a poisoning run recipe .* is run by venomkit run"):
+        load_run(path)  # the engine's loader names the right entry point instead of misreading it
+
+
+def test_the_shipped_venomrec_experiment_is_the_readme_command():
+    from run_helpers import REPO
+
+    from venomkit.runs.poisoning import config_from_command_line
+
+    recipe, data = config_from_command_line(str(REPO / "experiments" / "venomrec.yaml"), [], _args())
+    command, _ = config_from_command_line("venomrec", ["run.eval_users=100", "run.finetune.steps=100"],
+                                          _args(victim="runs/ranker", data="toyshop", targets=10))
+    assert data == "toyshop" and recipe.to_dict() == command.to_dict()
+
+
+@pytest.mark.parametrize(
+    "text, overrides, words",
+    [
+        ("recipe: attacks/venomrec.yaml\nrun:\n  targets: 3\n  nope: 1\n", [], (":4: run.nope: unknown key 'nope'", "valid keys: victim, targets")),
+        ("recipe: attacks/venomrec.yaml\nrun:\n  targets: 0\n", [], (":3: run.targets:", ">= 1, got 0")),
+        ("recipe: attacks/venomrec.yaml\nrun:\n  settings: [clean, nope]\n", [], (":3: run.settings:", "'nope' is not a default setting")),
+        ("recipe: attacks/venomrec.yaml\nconfig:\n  rounds: -1\n", [], (":3: config.rounds:", "rounds must be")),
+        ("recipe: attacks/venomrec.yaml\nvictims: [vbpr]\n", [], (":2: victims: unknown key 'victims' in a poisoning run recipe", "valid keys: name, description, recipe")),
+        ("recipe: attacks/pgd.yaml\n", [], (":1: recipe: 'attacks/pgd.yaml' is not a poisoning attack", "valid attacks: venomrec")),
+        ("recipe: attacks/nothere.yaml\n", [], (":1: recipe: recipe file 'attacks/nothere.yaml' not found",)),
+        ("recipe: attacks/venomrec.yaml\nrun: {targets: 3}\n", ["run.targets=abc"], ("command line: override 'run.targets=abc'", "must be an integer")),
+    ],
+)
+def test_bad_poisoning_run_recipes_are_one_line_errors(tmp_path, text, overrides, words):
+    from venomkit.cli import main
+
+    path = _recipe(tmp_path, text)
+    with pytest.raises(ValueError) as info:
+        from venomkit.runs.poisoning import config_from_command_line, poisoning_attack_of
+
+        assert poisoning_attack_of(str(path)) == "venomrec"
+        config_from_command_line(str(path), overrides, _args())
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(str(path)) == (not overrides) and all(w in message for w in words), message
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), *overrides]) == 2 and not (tmp_path / "o").exists()
+
+
+def test_a_recipe_run_resumes_as_the_same_command_line_run(tmp_path, monkeypatch):
+    """`venomkit run RECIPE` then the same settings on the command line into the same folder: one fingerprint, nothing redone."""
+    from venomkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    run_settings = ["run.eval_users=4", "run.n_negatives=12", "run.objective_users=2", "run.attacker_users=4", "run.ks=1,5", "run.mr=0.05",
+                    "run.finetune.steps=2", "run.finetune.batch_size=2", "run.finetune.warmup=1", "run.settings=clean,venomrec"]
+    attack = ["rounds=1", "image_steps=1", "exposure_items=4", "exposure_k=5"]
+    path = _recipe(tmp_path, f"recipe: attacks/venomrec.yaml\ndata: {TINY_SHOP}\nconfig: {{rounds: 1, image_steps: 1, exposure_items: 4, exposure_k: 5}}\n"
+                             "run:\n  targets: 2\n  eval_users: 4\n  n_negatives: 12\n  objective_users: 2\n  attacker_users: 4\n  ks: [1, 5]\n"
+                             "  mr: 0.05\n  finetune: {steps: 2, batch_size: 2, warmup: 1}\n  settings: [clean, venomrec]\n")
+    assert main(["run", str(path), "--out", "o", "--quiet", "--no-report"]) == 0
+    records = sorted((tmp_path / "o" / "records").rglob("*.json"))
+    written = {p: p.stat().st_mtime_ns for p in records}
+    first = rows(tmp_path / "o" / "results.csv")
+    assert len(first) == 4 and {r["attack"] for r in first} == {"clean", "venomrec"}
+    assert main(["attack", "venomrec", "--data", TINY_SHOP, "--targets", "2", "--out", "o", "--quiet", "--no-report", *attack, *run_settings]) == 0
+    assert {p: p.stat().st_mtime_ns for p in sorted((tmp_path / "o" / "records").rglob("*.json"))} == written
+    assert rows(tmp_path / "o" / "results.csv") == first
+    # a different setting is another run: the folder refuses it instead of mixing the two
+    assert main(["attack", "venomrec", "--data", TINY_SHOP, "--targets", "2", "--out", "o", "--quiet", "--no-report", *attack,
+                 *run_settings, "run.eval_users=5"]) == 2

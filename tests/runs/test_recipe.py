@@ -31,6 +31,14 @@ def test_every_defense_folder_recipe_validates(path):
 
 @pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_experiment_recipe_validates(path):
+    import argparse
+
+    from venomkit.runs.poisoning import config_from_command_line, poisoning_attack_of
+
+    if poisoning_attack_of(str(path)):  # a poisoning run recipe (experiments/venomrec.yaml)
+        config, _ = config_from_command_line(str(path), [], argparse.Namespace())
+        assert config.parsed_settings and config.victim
+        return
     run = load_run(path)
     assert run.attacks and any(v.attacked for v in run.recipe.victims)
 

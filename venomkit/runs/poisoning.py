@@ -44,6 +44,8 @@ from venomkit.atomic import jsonable
 from venomkit.config import build_config
 from venomkit.progress import progress as progress_bar
 
+DEFAULT_FINETUNE: dict[str, Any] = {"steps": 150}
+"""The poisoned fine-tune's settings where a run gives none (FinetuneConfig's defaults otherwise)."""
 CLEAN = "clean"
 REFERENCE = "venomrec"
 """The setting every other is compared with target by target (when the run has it)."""
@@ -112,7 +114,7 @@ class PoisoningRunConfig:
     attacker_users: int = 50
     ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20])
     mr: float = 0.01
-    finetune: dict[str, Any] = field(default_factory=lambda: {"steps": 150})
+    finetune: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_FINETUNE))
     settings: list[dict[str, Any] | str] = field(default_factory=lambda: [dict(s) for s in DEFAULT_SETTINGS])
     seed: int = 0
 
@@ -347,65 +349,150 @@ def poisoning_config_from_yaml(values: dict[str, Any], where: str) -> PoisoningR
 NOT_APPLICABLE = ("batch_size", "surrogate", "stealth_clip", "shop_transform", "save_format", "threads", "cache", "no_cache")
 
 
-def poisoning_attack_of(recipe: str) -> str | None:
-    """The poisoning attack a recipe reference names (a registry name or an attack recipe), else None."""
-    import yaml
+def _recipe_file(recipe: str):
+    """The recipe file ``recipe`` names, found and parsed as the loader does; None for a registry name or a file not found."""
+    from venomkit.runs.recipe import RECIPE_SUFFIXES, RecipeError, find_recipe, read_recipe
 
+    if not str(recipe).endswith(RECIPE_SUFFIXES):
+        return None
+    try:
+        path = find_recipe(str(recipe))
+    except RecipeError:
+        return None  # the loader reports it
+    return read_recipe(path)
+
+
+def _attack_ref(parsed) -> str:
+    """A poisoning run recipe's ``recipe:``: a file (next to the run recipe, or in the checkout) or a registry name."""
+    from venomkit.runs.recipe import RECIPE_SUFFIXES, RecipeError, find_recipe
+
+    ref = str(parsed.data["recipe"])
+    if not ref.endswith(RECIPE_SUFFIXES):
+        return ref
+    try:
+        return str(find_recipe(ref, parsed.path.parent))
+    except RecipeError as exc:
+        raise parsed.source.error(("recipe",), str(exc)) from None
+
+
+def poisoning_attack_of(recipe: str) -> str | None:
+    """The poisoning attack a recipe reference names (a registry name, an attack recipe, a poisoning run recipe), else None."""
     from venomkit.attacks import POISONING_ATTACK_NAMES
 
     key = str(recipe).strip().lower().replace("-", "_")
     if key in POISONING_ATTACK_NAMES:
         return key
-    path = Path(recipe)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        try:
-            values = yaml.safe_load(path.read_text())
-        except yaml.YAMLError:
-            return None  # the recipe loader reports it
-        if isinstance(values, dict) and values.get("attack") in POISONING_ATTACK_NAMES:
-            return str(values["attack"])
+    parsed = _recipe_file(recipe)
+    if parsed is None:
+        return None
+    if parsed.kind == "attack":
+        return parsed.name if parsed.name in POISONING_ATTACK_NAMES else None
+    if parsed.kind == "poisoning":
+        attack = poisoning_attack_of(_attack_ref(parsed))
+        if attack is None:
+            raise parsed.source.error(("recipe",), f"{parsed.data['recipe']!r} is not a poisoning attack recipe or name "
+                                                   f"(valid attacks: {', '.join(POISONING_ATTACK_NAMES)}); a content attack is "
+                                                   f"run by a run recipe's attacks: list")
+        return attack
     return None
 
 
-def config_from_command_line(recipe: str, overrides: list[str], args) -> PoisoningRunConfig:
-    """The run config of a poisoning recipe + ``run.key=value`` (run) and ``key=value`` (attack) overrides + flags."""
+FLAG_KEYS = (("victim", "victim"), ("targets", "targets"), ("seed", "seed"), ("max_interactions", "max_interactions"))
+"""(flag, PoisoningRunConfig field) pairs: a flag replaces the recipe's value."""
+
+
+def _run_config(values: dict[str, Any], source) -> PoisoningRunConfig:
+    """:class:`PoisoningRunConfig` from a recipe's ``run:`` mapping; errors name the file line or the command line."""
+    from venomkit.config import coerce, config_fields
+
+    fields = config_fields(PoisoningRunConfig)
+    for key in values:
+        if key not in fields:
+            raise source.error(("run", key), f"unknown key {key!r} for a poisoning run (PoisoningRunConfig); valid keys: {', '.join(fields)}")
+    kwargs = {}
+    for key, value in values.items():
+        try:
+            kwargs[key] = coerce(value, fields[key], key)
+        except ValueError as exc:
+            raise source.error(("run", key), str(exc)) from None
+    try:
+        return PoisoningRunConfig(**kwargs)
+    except ValueError as exc:
+        message = str(exc)
+        blamed = next((k for k in values if message.startswith(k) or (k == "settings" and message.startswith("setting "))), None)
+        if blamed and message.startswith(f"{blamed}: "):
+            message = message[len(blamed) + 2:]
+        raise source.error(("run",) + ((blamed,) if blamed else ()), message) from None
+
+
+def config_from_command_line(recipe: str, overrides: list[str], args) -> tuple[PoisoningRunConfig, str]:
+    """The run config and dataset spec of a poisoning run.
+
+    ``recipe`` is a poisoning attack (``venomrec``, ``attacks/venomrec.yaml``) or a poisoning run
+    recipe (``experiments/venomrec.yaml``: ``recipe``, ``config``, ``data``, ``run``). On top of
+    the file: ``run.KEY=VALUE`` overrides (``run.finetune.steps=100``) set the run,
+    bare ``key=value`` ones the attack's config, then the flags (``--victim``, ``--targets``,
+    ``--seed``, ``--max-interactions``, ``--data``). The same settings give the same config, and
+    so the same run folder fingerprint, whichever way they were given.
+    """
     from venomkit.config import parse_overrides
-    from venomkit.runs.recipe import resolve_attack
+    from venomkit.runs.recipe import AttackSpec, RecipeError, Source, resolve_attack_spec
 
     for name in NOT_APPLICABLE:
         if getattr(args, name, None) not in (None, False):
             raise ValueError(f"--{name.replace('_', '-')} does not apply to a poisoning run (VenomRec); leave it out")
-    run_values: dict[str, Any] = {}
-    attack_overrides = []
+    parsed = _recipe_file(recipe)
+    if parsed is not None and parsed.kind == "poisoning":
+        source, relative_to = parsed.source, parsed.path.parent
+        attack_ref, attack_config = _attack_ref(parsed), dict(parsed.config)
+        run_values = copy.deepcopy(dict(parsed.data.get("run") or {}))
+        data = parsed.data.get("data") or "toyshop"
+    else:
+        source, relative_to = Source(file="command line"), None
+        attack_ref, attack_config, run_values, data = str(recipe), {}, {}, "toyshop"
+    if isinstance(run_values.get("finetune"), dict):  # the run's fine-tune default, then the recipe's fields
+        run_values["finetune"] = {**DEFAULT_FINETUNE, **run_values["finetune"]}
     for item in overrides:
-        if item.startswith("run."):
-            (key, value), = parse_overrides([item[4:]]).items()
-            if key.startswith("finetune."):
-                run_values.setdefault("finetune", {"steps": 150})[key[len("finetune."):]] = value
-            else:
-                run_values[key] = value
+        try:
+            (key, value), = parse_overrides([item]).items()
+        except ValueError as exc:
+            raise RecipeError(f"command line: {exc} (run.KEY=VALUE for the run, KEY=VALUE for the attack's config)") from None
+        if key.startswith("run.finetune."):
+            finetune = run_values.get("finetune")
+            run_values["finetune"] = finetune = dict(DEFAULT_FINETUNE) if not isinstance(finetune, dict) else finetune
+            finetune[key[len("run.finetune."):]] = value
+            source.overrides[("run", "finetune")] = item
+        elif key.startswith("run."):
+            run_values[key[len("run."):]] = value
+            source.overrides[("run", key[len("run."):])] = item
         else:
-            attack_overrides.append(item)
-    resolved = resolve_attack(recipe, attack_overrides, seed=getattr(args, "seed", None) or 0)  # validates the attack config
-    attack_config = {f.name: getattr(resolved.config, f.name) for f in dataclasses.fields(resolved.config)}
-    for flag, key in (("victim", "victim"), ("targets", "targets"), ("seed", "seed"), ("max_interactions", "max_interactions")):
+            attack_config[key] = value
+            source.overrides[("config", key)] = item
+    for flag, key in FLAG_KEYS:
         value = getattr(args, flag, None)
         if value is not None:
             run_values[key] = value
-    config = build_config(PoisoningRunConfig, run_values, where="command line (run.*)")
+            source.overrides[("run", key)] = f"--{flag.replace('_', '-')} {value}"
+    if getattr(args, "data", None):
+        data = args.data
+    seed = run_values.get("seed", 0)
+    spec = AttackSpec(**AttackSpec.expand(attack_ref), config=attack_config)
+    resolved = resolve_attack_spec(spec, int(seed) if str(seed).isdigit() else 0, source, (), relative_to)  # validates the attack config
+    attack_config = {f.name: getattr(resolved.config, f.name) for f in dataclasses.fields(resolved.config)}
+    config = _run_config(run_values, source)
     # the recipe's attack config replaces that attack's defaults in every setting using it (ablations keep their changes)
     for setting in config.settings:
         if setting.get("attack") == resolved.cls.name:
             setting["config"] = {**attack_config, **setting.get("config", {})}
-    return build_config(PoisoningRunConfig, {**{f.name: getattr(config, f.name) for f in dataclasses.fields(config)}}, where="command line")
+    return build_config(PoisoningRunConfig, {**{f.name: getattr(config, f.name) for f in dataclasses.fields(config)}}, where="command line"), str(data)
 
 
 def cli_poisoning(recipe: str, overrides: list[str], args) -> int:
     """Run a poisoning recipe from the command line and print its table; returns the exit status."""
     from venomkit.data.loaders import load_dataset
 
-    config = config_from_command_line(recipe, overrides, args)
-    dataset = load_dataset(getattr(args, "data", None) or "toyshop")
+    config, data = config_from_command_line(recipe, overrides, args)
+    dataset = load_dataset(data)
     summary = run_poisoning(config, dataset, args.out, overwrite=getattr(args, "overwrite", False),
                             progress=not getattr(args, "quiet", False), device=getattr(args, "device", None) or "cpu",
                             report=not getattr(args, "no_report", False))

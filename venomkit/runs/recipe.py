@@ -642,12 +642,19 @@ def _list_value(value: str) -> list[Any]:
 # ----------------------------------------------------------------------------------------
 
 
+POISONING_RUN_KEYS = ("name", "description", "recipe", "config", "data", "run")
+"""Keys of a poisoning run recipe: ``recipe`` (the attack recipe), ``config`` (its overrides),
+``data`` (a dataset spec) and ``run`` (:class:`~venomkit.runs.poisoning.PoisoningRunConfig` fields)."""
+
+
 @dataclass
 class RecipeFile:
-    """A parsed recipe file: ``kind`` is ``run``, ``attack`` or ``defense``.
+    """A parsed recipe file: ``kind`` is ``run``, ``attack``, ``defense`` or ``poisoning``.
 
     For attack/defense recipes ``name`` is the registry name and ``config`` the settings;
-    for a run recipe ``data`` is the whole nested mapping.
+    for a run recipe ``data`` is the whole nested mapping; a poisoning run recipe (a top-level
+    ``recipe`` key: ``experiments/venomrec.yaml``) names a poisoning attack recipe, ``config``
+    overrides its settings and ``data["run"]`` holds the run's (read by :mod:`venomkit.runs.poisoning`).
     """
 
     kind: str
@@ -660,7 +667,7 @@ class RecipeFile:
 
 
 def read_recipe(path: str | Path) -> RecipeFile:
-    """Read any recipe file; the kind is told by its top-level key (``attack``, ``defense``, or a run)."""
+    """Read any recipe file; the kind is told by its top-level key (``attack``, ``defense``, ``recipe``: a poisoning run, or a run)."""
     path = Path(path)
     data, source = read_yaml(path)
     if data is None:
@@ -679,6 +686,19 @@ def read_recipe(path: str | Path) -> RecipeFile:
             if not isinstance(config, dict):
                 raise source.error(("config",), f"config must be a mapping of settings, got {config!r}")
             return RecipeFile(kind, path, data, source, name=data[kind], description=str(data.get("description") or "").strip(), config=dict(config))
+    if "recipe" in data:  # a poisoning run: a poisoning attack recipe and its run-level settings (runs/poisoning.py)
+        unknown = [k for k in data if k not in POISONING_RUN_KEYS]
+        if unknown:
+            raise source.error((unknown[0],), f"unknown key {unknown[0]!r} in a poisoning run recipe; valid keys: {', '.join(POISONING_RUN_KEYS)}")
+        if not isinstance(data["recipe"], str) or not data["recipe"]:
+            raise source.error(("recipe",), "recipe must be a poisoning attack recipe file (attacks/venomrec.yaml) or its registry name")
+        for key in ("config", "run"):
+            if not isinstance(data.get(key) or {}, dict):
+                raise source.error((key,), f"{key} must be a mapping, got {data[key]!r}")
+        if not isinstance(data.get("data", ""), str):
+            raise source.error(("data",), f"data must be a dataset spec (toyshop, a folder), got {data['data']!r}")
+        return RecipeFile("poisoning", path, data, source, name=str(data.get("name", path.stem)),
+                          description=str(data.get("description") or "").strip(), config=dict(data.get("config") or {}))
     return RecipeFile("run", path, data, source, name=str(data.get("name", path.stem)), description=str(data.get("description") or ""))
 
 
@@ -1024,6 +1044,9 @@ def load_run(recipe: str | Path, overrides: Sequence[str] = (), flags: RunFlags 
         parsed = RecipeFile("attack", Path(ref), {}, Source(file=f"attack {ref}"), name=ref)
 
     source = parsed.source
+    if parsed.kind == "poisoning":
+        raise RecipeError(f"{parsed.path}: a poisoning run recipe (it names a recipe: and run: settings) is run by "
+                          f"venomkit run / venomkit attack, not by the engine's loader (venomkit.runs.poisoning.config_from_command_line)")
     if parsed.kind == "run":
         raw = dict(parsed.data)
         single = None
