@@ -45,8 +45,24 @@ def test_hotflip_edits_within_budget_and_keeps_protected_words(shop):
     assert result.adv_images is None
 
 
+def test_hotflip_fluency_constraint_holds_on_the_saved_texts_and_binds(shop):
+    """fluency_lm: every edited text stays within max_log_prob_drop of the original under the LM; without it some do not."""
+    from venomkit.attacks.token_hotflip import fluency_judge
+
+    judge = fluency_judge("zoo:toyshop-lm", "cpu")
+    drops = {}
+    for lm in (None, "zoo:toyshop-lm"):
+        result = _run(TokenHotFlip(k=5, max_edit_ratio=0.5, fluency_lm=lm, max_log_prob_drop=3.0), shop)
+        clean = [shop["texts"][t] for t in TARGETS]
+        drops[lm] = (judge.rewrite_log_prob(clean, clean) - judge.rewrite_log_prob(clean, result.adv_texts)).tolist()
+        assert sum(a != c for a, c in zip(result.adv_texts, clean)) > 0, "the attack still edits"
+    assert max(drops[None]) > 3.0, "unconstrained HotFlip makes an edit the constraint forbids (else this test shows nothing)"
+    assert max(drops["zoo:toyshop-lm"]) <= 3.0 + 1e-6
+
+
 def test_hotflip_bad_arguments():
-    for kwargs, word in [({"max_edit_ratio": 0}, "max_edit_ratio"), ({"max_edit_ratio": 1.5}, "max_edit_ratio"), ({"n_candidates": 0}, "n_candidates"), ({"keep_stopwords": "x"}, "keep_stopwords")]:
+    for kwargs, word in [({"max_edit_ratio": 0}, "max_edit_ratio"), ({"max_edit_ratio": 1.5}, "max_edit_ratio"), ({"n_candidates": 0}, "n_candidates"), ({"keep_stopwords": "x"}, "keep_stopwords"),
+                         ({"max_log_prob_drop": -1.0}, "max_log_prob_drop"), ({"max_log_prob_drop": float("nan")}, "max_log_prob_drop")]:
         with pytest.raises(ValueError, match=word):
             TokenHotFlip(**kwargs)
 

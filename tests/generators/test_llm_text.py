@@ -59,6 +59,33 @@ def test_rewrites_do_not_depend_on_the_batch(lm_folder):
     assert batched == alone
 
 
+def test_rewrite_log_prob_is_the_sum_of_next_token_log_probs(lm_folder):
+    """Against a naive reference: one unpadded forward per target token, its log-softmax summed."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from venomkit.generators.llm_text import rewrite_tokens
+
+    originals, rewrites = [TEXTS[0], TEXTS[1], TEXTS[1]], [TEXTS[0], TEXTS[2], "mug"]
+    batched = LLMRewriter(lm_folder, batch_size=8).rewrite_log_prob(originals, rewrites)
+    alone = LLMRewriter(lm_folder, batch_size=1).rewrite_log_prob(originals, rewrites)
+    tok, model = AutoTokenizer.from_pretrained(lm_folder), AutoModelForCausalLM.from_pretrained(lm_folder)
+    naive = []
+    with torch.no_grad():
+        for original, rewrite in zip(originals, rewrites):
+            ids, labels = rewrite_tokens(tok, build_rewrite_prompt(original), rewrite)
+            total = 0.0
+            for j, label in enumerate(labels):
+                if label != -100:
+                    logits = model(input_ids=torch.tensor([ids[:j]])).logits[0, -1].double()
+                    total += float(torch.log_softmax(logits, -1)[label])
+            naive.append(total)
+    assert batched.dtype == torch.float64 and batched.shape == (3,) and (batched < 0).all()
+    assert torch.allclose(batched, torch.tensor(naive, dtype=torch.float64), atol=1e-4)
+    assert torch.allclose(batched, alone, atol=1e-6)  # right padding: a row scores as it does alone
+    with pytest.raises(ValueError, match="2 originals for 1 rewrites"):
+        LLMRewriter(lm_folder).rewrite_log_prob(TEXTS[:2], TEXTS[:1])
+
+
 def test_bad_arguments_and_names(lm_folder, tmp_path):
     rewriter = LLMRewriter(lm_folder, max_new_tokens=4)
     with pytest.raises(ValueError, match="n must be"):

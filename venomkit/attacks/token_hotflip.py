@@ -15,10 +15,20 @@ budget -- ``max_edit_ratio`` of the text's real tokens (``venomkit.eval.text_edi
 start, end or padding ids) -- is spent. Constraints: stop-words and the item's category
 word(s) can be kept unedited; a flip is only accepted when decoding then
 re-tokenising gives back exactly the optimised tokens (so the saved text is the attack).
+
+Optional fluency constraint (``fluency_lm``), TextAttack's language-model constraint
+(``LanguageModelConstraint(max_log_prob_diff=...)``, e.g. ``LearningToWriteLanguageModel(max_log_prob_diff=5.0)``
+in its faster-alzantot recipe, Jia et al. 2019): a flip is only proposed when a causal LM
+(``zoo:toyshop-lm`` or any transformers causal LM) still finds the edited text likely as a
+description of the item, ``log P(edited | original) >= log P(original | original) - max_log_prob_drop``
+(:meth:`~venomkit.generators.llm_text.LLMRewriter.rewrite_log_prob`, nats, summed over the
+text's tokens). It is compared with the original text, not the previous edit, so it bounds the
+whole edit: the saved text satisfies it.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from dataclasses import dataclass
@@ -57,6 +67,10 @@ class TextBudgetConfig:
             ``no`` and its role markers). Off by default: an item text that says "yes" answers
             the ranker's question for it -- prompt injection, another threat model than a
             seller's description edit.
+        fluency_lm: a causal LM spec (``zoo:toyshop-lm``, a folder, a cached hub id) that judges
+            each flip (module docstring); None (default): no fluency constraint.
+        max_log_prob_drop: the most, in nats, the edited text's log-probability under
+            ``fluency_lm`` may fall below the original's (TextAttack's ``max_log_prob_diff``).
     """
 
     max_edit_ratio: float = 0.25
@@ -65,6 +79,8 @@ class TextBudgetConfig:
     protect_category: bool = True
     word_tokens_only: bool = True
     allow_prompt_words: bool = False
+    fluency_lm: str | None = None
+    max_log_prob_drop: float = 5.0
 
     def check_text_budget(self) -> None:
         r = self.max_edit_ratio
@@ -75,6 +91,11 @@ class TextBudgetConfig:
         for name in ("keep_stopwords", "protect_category", "word_tokens_only", "allow_prompt_words"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.fluency_lm is not None and (not isinstance(self.fluency_lm, str) or not self.fluency_lm.strip()):
+            raise ValueError(f"fluency_lm must be a language model spec (zoo:toyshop-lm, a folder, a hub id) or none, got {self.fluency_lm!r}")
+        d = self.max_log_prob_drop
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or d < 0:
+            raise ValueError(f"max_log_prob_drop must be a number >= 0 (nats), got {d!r}")
 
     def within_text_budget(self, text_encoder: TextEncoder, clean: str, adv: str) -> bool:
         """Whether ``adv`` edits at most ``max_edit_ratio`` of ``clean``'s real tokens (``text_edit_ratio``)."""
@@ -123,6 +144,14 @@ def _protected_positions(encoder: TextEncoder, ids: torch.Tensor, words: Sequenc
     return mask
 
 
+@functools.lru_cache(maxsize=2)
+def fluency_judge(spec: str, device: str):
+    """The fluency constraint's language model (:class:`~venomkit.generators.llm_text.LLMRewriter`), loaded once per spec and device."""
+    from venomkit.generators.llm_text import LLMRewriter
+
+    return LLMRewriter(spec, device=device)
+
+
 class TextFlipper:
     """The HotFlip machinery on the B targets' token ids (shared by the token and joint attacks)."""
 
@@ -155,6 +184,15 @@ class TextFlipper:
         if not cfg.allow_prompt_words and len(reserved):
             candidates[torch.as_tensor(list(reserved), dtype=torch.long)] = False
         self.candidate_ids = torch.nonzero(candidates).view(-1).to(device)
+        self.judge = fluency_judge(cfg.fluency_lm, str(device)) if cfg.fluency_lm is not None else None
+        self.clean_log_prob = self.judge.rewrite_log_prob(self.clean_texts, self.clean_texts) if self.judge is not None else None
+
+    def fluent(self, row: int, texts: list[str]) -> list[bool]:
+        """Whether each edit of ``row``'s text keeps the fluency constraint (always, without ``fluency_lm``)."""
+        if self.judge is None or not texts:
+            return [True] * len(texts)
+        log_prob = self.judge.rewrite_log_prob([self.clean_texts[row]] * len(texts), texts)
+        return (log_prob >= self.clean_log_prob[row] - self.cfg.max_log_prob_drop - 1e-9).tolist()
 
     def active(self) -> torch.Tensor:
         return (self.edits < self.budget) & ~self.stopped & (self.editable & ~self.edited).any(1)
@@ -163,7 +201,11 @@ class TextFlipper:
         return self.encoder.token_embedding(self.ids)
 
     def propose(self, grad: torch.Tensor) -> list[list[tuple[int, int, str]]]:
-        """Per target, up to n_candidates (position, token, decoded text) flips ranked first-order."""
+        """Per target, up to n_candidates (position, token, decoded text) flips ranked first-order.
+
+        With ``fluency_lm`` up to 4 x n_candidates flips that survive the round trip are judged
+        together and the first n_candidates fluent ones kept."""
+        wanted = self.cfg.n_candidates * (4 if self.judge is not None else 1)
         table = self.encoder.token_embedding.weight.detach()
         cand_emb = table[self.candidate_ids]  # (Vc, d)
         out: list[list[tuple[int, int, str]]] = []
@@ -177,7 +219,7 @@ class TextFlipper:
                 same = self.candidate_ids.view(1, -1) == self.ids[b, pos].view(-1, 1)
                 gain = gain.masked_fill(same, float("inf"))
                 flat = gain.flatten()
-                order = flat.topk(min(flat.numel(), self.cfg.n_candidates * 8), largest=False).indices
+                order = flat.topk(min(flat.numel(), wanted * 8), largest=False).indices
                 for o in order.tolist():
                     if flat[o] >= 0 or not math.isfinite(flat[o].item()):
                         break
@@ -186,8 +228,9 @@ class TextFlipper:
                     text = self.flipped_text(b, p, v)
                     if text is not None:
                         found.append((p, v, text))
-                    if len(found) >= self.cfg.n_candidates:
+                    if len(found) >= wanted:
                         break
+                found = [f for f, ok in zip(found, self.fluent(b, [f[2] for f in found])) if ok][: self.cfg.n_candidates]
             out.append(found)
         return out
 

@@ -43,6 +43,17 @@ def build_rewrite_prompt(text: str, style_examples: Sequence[str] | None = None)
     return "\n".join(lines)
 
 
+def rewrite_tokens(tokenizer, prompt: str, target: str) -> tuple[list[int], list[int]]:
+    """(input ids, labels) of ``prompt`` followed by `` target`` and eos; labels -100 on the prompt.
+
+    The one tokenisation of a rewrite pair: ``zoo:toyshop-lm`` is trained on it (the loss on the
+    target and eos only) and :meth:`LLMRewriter.rewrite_log_prob` scores with it.
+    """
+    prompt_ids = tokenizer(prompt).input_ids
+    target_ids = tokenizer(" " + target, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    return prompt_ids + target_ids, [-100] * len(prompt_ids) + target_ids
+
+
 def _one_line(text: str) -> str:
     # A newline inside a description would end the prompt line early.
     return " ".join(str(text).split())
@@ -139,6 +150,37 @@ class LLMRewriter:
         for start in progress_bar(range(0, len(rows), self.batch_size), desc="rewrite", unit="batch", leave=False):
             outputs.extend(self._sample_batch(rows[start : start + self.batch_size], temperature, seed))
         return [outputs[i * n : (i + 1) * n] for i in range(len(texts))]
+
+    @torch.no_grad()
+    def rewrite_log_prob(self, originals: Sequence[str], rewrites: Sequence[str]) -> torch.Tensor:
+        """(N,) float64 log-probability, in nats, of each ``rewrites[i]`` (and eos) as a rewrite of ``originals[i]``.
+
+        ``log P(rewrite | build_rewrite_prompt(original))`` summed over the rewrite's tokens: the
+        objective ``zoo:toyshop-lm`` is trained on, so it measures how likely the LM finds the text
+        as a description of the item the original describes (fluent and on the same item). The
+        fluency constraint of the token attacks (``TextBudgetConfig.fluency_lm``) compares it with
+        the original's own value. Batch-independent: rows are right-padded, each scored alone.
+        """
+        if len(originals) != len(rewrites):
+            raise ValueError(f"{len(originals)} originals for {len(rewrites)} rewrites")
+        tok = self.tokenizer
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else next(iter(self._stop_ids), 0)
+        rows = [rewrite_tokens(tok, build_rewrite_prompt(str(o)), _one_line(str(r))) for o, r in zip(originals, rewrites)]
+        out = torch.zeros(len(rows), dtype=torch.float64)
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            width = max(len(ids) for ids, _ in chunk)
+            input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+            labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for r, (ids, lab) in enumerate(chunk):
+                input_ids[r, : len(ids)], labels[r, : len(lab)], mask[r, : len(ids)] = torch.tensor(ids), torch.tensor(lab), 1
+            logits = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)).logits.double().cpu()
+            log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
+            target = labels[:, 1:]
+            picked = log_probs.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            out[start : start + len(chunk)] = (picked * (target != -100)).sum(1)
+        return out
 
     @torch.no_grad()
     def _sample_batch(self, rows: list[tuple[str, int]], temperature: float, seed: int) -> list[str]:

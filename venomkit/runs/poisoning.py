@@ -94,7 +94,9 @@ class PoisoningRunConfig:
             written by ``venomkit train --victim mllm``.
         targets: cold targets (at most ``max_interactions`` training interactions), seeded.
         eval_users: users whose candidate lists measure ER@K and utility; n_negatives: 99.
-        attacker_users: users the attacker ranks to find the exposed items (never evaluated);
+        attacker_users: users the attacker ranks to find the exposed items, never evaluated
+            (:func:`~venomkit.victims.mllm.candidates.users_apart`: each drawn on its own, so
+            ``eval_users`` changes them only by taking some of them for evaluation);
             objective_users: how many of them the content attacks' score term averages over.
         ks: the K of ER@K / HR@K.
         mr: share of users compromised per target (``ceil(#users * mr)``, at least 1).
@@ -192,7 +194,7 @@ def run_poisoning(config: PoisoningRunConfig, dataset, out_dir: str | Path, *, o
     from venomkit.runs.fingerprint import code_digest, dataset_digest, json_form
     from venomkit.runs.processes import Processes
     from venomkit.runs.store import RunStore, file_stem, save_png
-    from venomkit.victims.mllm.candidates import sample_history, sampled_candidates
+    from venomkit.victims.mllm.candidates import evaluation_users, users_apart
     from venomkit.victims.mllm.evaluate import evaluate_ranker
     from venomkit.victims.mllm.finetune import finetune
     from venomkit.victims.mllm.victim import MLLMVictim
@@ -211,9 +213,9 @@ def run_poisoning(config: PoisoningRunConfig, dataset, out_dir: str | Path, *, o
     procs.barrier()
 
     base = load_victim_ranker(config.victim, device)
-    lists = sampled_candidates(dataset, n_users=config.eval_users, n_negatives=config.n_negatives, seed=config.seed)
-    rng = np.random.default_rng(config.seed + 1)
-    histories = {cl.user: sample_history(rng, dataset.split.train.items_of(cl.user), -1, base.max_history) for cl in lists}
+    lists, history_items = evaluation_users(dataset, n_users=config.eval_users, max_history=base.max_history,
+                                            n_negatives=config.n_negatives, seed=config.seed)
+    histories = {cl.user: h for cl, h in zip(lists, history_items)}
     targets = [int(t) for t in select_cold_targets(dataset.split.train, config.targets, config.max_interactions, seed=config.seed)]
     compromised = compromised_users(dataset, targets, config.mr, exclude=[cl.user for cl in lists], seed=config.seed)
     rows = poison_rows(dataset, compromised, base.max_history, seed=config.seed)
@@ -225,12 +227,9 @@ def run_poisoning(config: PoisoningRunConfig, dataset, out_dir: str | Path, *, o
     ks = tuple(config.ks)
 
     # The attacker's own users (never evaluated): the exposed items and the score term come from them.
-    evaluated = {cl.user for cl in lists}
-    pool = sampled_candidates(dataset, n_users=config.eval_users + config.attacker_users, n_negatives=config.n_negatives, seed=config.seed + 7)
-    attacker_lists = [cl for cl in pool if cl.user not in evaluated][: config.attacker_users]
-    attacker_victim = MLLMVictim(base, catalog, attacker_lists,
-                                 [sample_history(rng, dataset.split.train.items_of(cl.user), -1, base.max_history) for cl in attacker_lists],
-                                 n_users=dataset.n_users, objective_users=config.objective_users)
+    attacker_lists, attacker_histories = users_apart(dataset, n_users=config.attacker_users, exclude=[cl.user for cl in lists],
+                                                     max_history=base.max_history, n_negatives=config.n_negatives, seed=config.seed + 7)
+    attacker_victim = MLLMVictim(base, catalog, attacker_lists, attacker_histories, n_users=dataset.n_users, objective_users=config.objective_users)
     pending = [s for s in config.parsed_settings if not store.is_done(s.name, "_setting")]
     mine = pending[procs.rank :: procs.world]
     desc = "poisoning settings" if procs.world == 1 else f"poisoning settings (process {procs.rank} of {procs.world})"

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from venomkit.generators.llm_text import build_rewrite_prompt
+from venomkit.generators.llm_text import build_rewrite_prompt, rewrite_tokens
 from venomkit.progress import progress as progress_bar
 from venomkit.zoo.item_descriptions import describe_item, item_attributes
 from venomkit.zoo.optim import optimiser_step
@@ -114,12 +114,9 @@ def model_config(tokenizer, cfg: LMTrainConfig):
 
 
 def encode_pair(tokenizer, prompt: str, target: str, max_length: int) -> tuple[list[int], list[int]]:
-    """(input ids, labels) with the loss on the target and eos only (prompt labels = -100)."""
-    prompt_ids = tokenizer(prompt).input_ids
-    target_ids = tokenizer(" " + target, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-    ids = (prompt_ids + target_ids)[:max_length]
-    labels = ([-100] * len(prompt_ids) + target_ids)[:max_length]
-    return ids, labels
+    """(input ids, labels) with the loss on the target and eos only (prompt labels = -100), cut to ``max_length``."""
+    ids, labels = rewrite_tokens(tokenizer, prompt, target)
+    return ids[:max_length], labels[:max_length]
 
 
 def _collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from venomkit.victims.mllm.candidates import (
-    full_catalogue_candidates, item_titles, sample_history, sample_negative, sampled_candidates,
+    evaluation_users, full_catalogue_candidates, item_titles, sample_history, sample_negative, sampled_candidates, users_apart,
 )  # fmt: skip
 
 
@@ -32,6 +32,32 @@ def test_lists_are_seeded(dataset):
     assert as_rows(first) != as_rows(sampled_candidates(dataset, n_users=8, n_negatives=10, seed=4))
     valid = sampled_candidates(dataset, n_users=8, n_negatives=10, split="valid", seed=3)
     assert all(c.positive in set(dataset.split.valid.items_of(c.user).tolist()) for c in valid)
+
+
+def test_evaluation_users_are_the_sampled_lists_with_seeded_histories(dataset):
+    lists, histories = evaluation_users(dataset, n_users=8, max_history=3, n_negatives=10, seed=3)
+    assert [(c.user, c.positive) for c in lists] == [(c.user, c.positive) for c in sampled_candidates(dataset, n_users=8, n_negatives=10, seed=3)]
+    rng = np.random.default_rng(4)
+    assert histories == [sample_history(rng, dataset.split.train.items_of(c.user), -1, 3) for c in lists]
+
+
+def test_users_apart_avoid_the_excluded_and_depend_on_them_only(dataset):
+    """An attacker's own users: never excluded ones, and a larger exclusion replaces only the users it takes."""
+    def drawn(exclude):
+        lists, histories = users_apart(dataset, n_users=6, exclude=exclude, max_history=3, n_negatives=10, seed=7)
+        return {c.user: (c.positive, c.negatives.tolist(), h) for c, h in zip(lists, histories)}
+
+    small = {c.user for c in sampled_candidates(dataset, n_users=3, n_negatives=10, seed=0)}
+    large = small | {c.user for c in sampled_candidates(dataset, n_users=6, n_negatives=10, seed=1)}
+    a, b = drawn(small), drawn(large)
+    assert len(a) == len(b) == 6 and not set(a) & small and not set(b) & large
+    kept = set(a) - large
+    assert kept and kept <= set(b) and all(a[u] == b[u] for u in kept), "a user drawn in both draws the same list and history"
+    for user, (positive, negatives, history) in b.items():
+        seen = set(dataset.interactions.items_of(user).tolist())
+        assert positive in set(dataset.split.test.items_of(user).tolist()) and not seen & set(negatives)
+        assert set(history) <= set(dataset.split.train.items_of(user).tolist()) and len(history) <= 3
+    assert drawn(small) == a  # seeded
 
 
 def test_too_few_unseen_items_and_bad_arguments_are_errors(dataset):

@@ -9,7 +9,9 @@ history as item titles and one candidate item. This module draws both, seeded:
 * :func:`sample_negative`: a uniform item the user never interacted with;
 * :func:`sampled_candidates`: VenomRec's evaluation protocol, one held-out positive plus
   ``n_negatives`` (99) uniformly sampled never-interacted items per user (chance HR@K =
-  K / (n_negatives + 1));
+  K / (n_negatives + 1)); :func:`evaluation_users` adds each user's history;
+* :func:`users_apart`: the same lists and histories for users outside a set (a poisoning
+  attacker's own users), each drawn on its own;
 * :func:`full_catalogue_candidates`: every item a user has not interacted with outside the
   evaluated split (the full-ranking protocol of RecBole).
 
@@ -81,21 +83,72 @@ def sampled_candidates(
     replacement from the items the user never interacted with in ANY split (VenomRec's protocol:
     99 negatives + 1). The same ``seed`` gives the same lists.
     """
+    _check_sizes(n_users, n_negatives)
+    rng = np.random.default_rng(seed)
+    eligible = _eligible_users(dataset, split)
+    chosen = np.sort(rng.choice(eligible, size=min(n_users, len(eligible)), replace=False))
+    lists = [cl for cl in (_candidate_list(dataset, int(u), split, n_negatives, rng) for u in chosen) if cl is not None]
+    return _nonempty(lists, dataset, n_negatives)
+
+
+def evaluation_users(
+    dataset, *, n_users: int, max_history: int, n_negatives: int = 99, split: str = "test", seed: int = 0
+) -> tuple[list[CandidateList], list[list[int]]]:
+    """VenomRec's evaluated users: :func:`sampled_candidates` (``seed``) and, in list order from one
+    generator (``seed + 1``), a history of up to ``max_history`` training items for each."""
+    lists = sampled_candidates(dataset, n_users=n_users, n_negatives=n_negatives, split=split, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    return lists, [sample_history(rng, dataset.split.train.items_of(cl.user), -1, max_history) for cl in lists]
+
+
+def users_apart(
+    dataset, *, n_users: int, exclude, max_history: int, n_negatives: int = 99, split: str = "test", seed: int = 0
+) -> tuple[list[CandidateList], list[list[int]]]:
+    """Lists and histories of ``n_users`` users outside ``exclude`` (an attacker's own users, never evaluated).
+
+    The users come in the order of one seeded permutation of the eligible users (those of
+    :func:`sampled_candidates`), skipping ``exclude``; each user's positive, negatives and history
+    come from a generator of its own (``(seed, user)``). So who is drawn, and with what, depends
+    on the other settings only through ``exclude``: more evaluated users replace just those of
+    the attacker's users who became evaluated.
+    """
+    _check_sizes(n_users, n_negatives)
+    excluded = {int(u) for u in exclude}
+    lists, histories = [], []
+    for u in np.random.default_rng(seed).permutation(_eligible_users(dataset, split)):
+        if len(lists) == n_users:
+            break
+        if int(u) in excluded:
+            continue
+        rng = np.random.default_rng([seed, int(u)])
+        cl = _candidate_list(dataset, int(u), split, n_negatives, rng)
+        if cl is not None:
+            lists.append(cl)
+            histories.append(sample_history(rng, dataset.split.train.items_of(cl.user), -1, max_history))
+    return _nonempty(lists, dataset, n_negatives), histories
+
+
+def _check_sizes(n_users: int, n_negatives: int) -> None:
     if n_users < 1 or n_negatives < 1:
         raise ValueError(f"n_users and n_negatives must be >= 1, got {n_users} / {n_negatives}")
-    rng = np.random.default_rng(seed)
-    held = _split(dataset, split)
-    train = dataset.split.train
-    eligible = np.flatnonzero((held.user_degree() > 0) & (train.user_degree() > 0))
-    chosen = np.sort(rng.choice(eligible, size=min(n_users, len(eligible)), replace=False))
-    lists = []
-    for u in chosen:
-        seen = set(dataset.interactions.items_of(int(u)).tolist())
-        pool = np.array([i for i in range(dataset.n_items) if i not in seen])
-        if len(pool) < n_negatives:
-            continue
-        positive = int(rng.choice(held.items_of(int(u))))
-        lists.append(CandidateList(int(u), positive, rng.choice(pool, size=n_negatives, replace=False)))
+
+
+def _eligible_users(dataset, split: str) -> np.ndarray:
+    """Users with a held-out item in ``split`` and at least one training item."""
+    return np.flatnonzero((_split(dataset, split).user_degree() > 0) & (dataset.split.train.user_degree() > 0))
+
+
+def _candidate_list(dataset, user: int, split: str, n_negatives: int, rng: np.random.Generator) -> CandidateList | None:
+    """``user``'s held-out positive and ``n_negatives`` never-interacted items drawn from ``rng``; None when too few."""
+    seen = set(dataset.interactions.items_of(user).tolist())
+    pool = np.array([i for i in range(dataset.n_items) if i not in seen])
+    if len(pool) < n_negatives:
+        return None
+    positive = int(rng.choice(_split(dataset, split).items_of(user)))
+    return CandidateList(user, positive, rng.choice(pool, size=n_negatives, replace=False))
+
+
+def _nonempty(lists: list[CandidateList], dataset, n_negatives: int) -> list[CandidateList]:
     if not lists:
         raise ValueError(
             f"dataset {dataset.name!r}: no evaluated user has {n_negatives} never-interacted items to sample as "
@@ -127,6 +180,7 @@ def _split(dataset, name: str):
 
 
 __all__ = [
-    "CandidateList", "full_catalogue_candidates", "item_titles", "sample_history", "sample_negative", "sampled_candidates",
+    "CandidateList", "evaluation_users", "full_catalogue_candidates", "item_titles", "sample_history", "sample_negative",
+    "sampled_candidates", "users_apart",
 ]  # fmt: skip
 

@@ -31,11 +31,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from venomkit.victims.mllm.candidates import CandidateList, item_titles, sample_history, sampled_candidates
+from venomkit.victims.mllm.candidates import CandidateList, evaluation_users, item_titles
 from venomkit.victims.mllm.ranker import MLLMRanker
 from venomkit.victims.mllm.text_tokens import CandidateTextTokens
 from venomkit.victims.scoring import Images, TargetScorer, TokenTexts
@@ -79,9 +78,8 @@ class MLLMVictim(nn.Module, TargetScorer):
     def from_dataset(cls, ranker: MLLMRanker, dataset, *, n_users: int = 100, n_negatives: int = 99, seed: int = 0,
                      split: str = "test", objective_users: int = 16) -> "MLLMVictim":
         """VenomRec's evaluation users of ``dataset``: seeded lists and histories of training items."""
-        lists = sampled_candidates(dataset, n_users=n_users, n_negatives=n_negatives, split=split, seed=seed)
-        rng = np.random.default_rng(seed + 1)
-        histories = [sample_history(rng, dataset.split.train.items_of(cl.user), -1, ranker.max_history) for cl in lists]
+        lists, histories = evaluation_users(dataset, n_users=n_users, max_history=ranker.max_history, n_negatives=n_negatives,
+                                            split=split, seed=seed)
         return cls(ranker, dataset.catalog, lists, histories, n_users=dataset.n_users, objective_users=objective_users)
 
     @property
