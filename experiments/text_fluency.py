@@ -8,9 +8,9 @@ log-probability, in nats, of the edited text as a rewrite of the original under 
 (:meth:`venomkit.generators.llm_text.LLMRewriter.rewrite_log_prob`, ``zoo:toyshop-lm`` by default):
 ``log P(original | original) - log P(edited | original)``, the quantity the token attacks'
 fluency constraint (``fluency_lm``, ``max_log_prob_drop``) bounds. Prints one Markdown row per
-attack: edited texts, mean / median / max drop, and the share above ``--max-drop``. Genuine
-rewrites of a toyshop description by its own template generator sit within a few nats of the
-original; a substituted attribute word ("the fedora purple sneaker") costs 15-25.
+attack: edited texts, mean / median / max drop, and the share above ``--max-drop``. Under
+``zoo:toyshop-lm``, its own sampled rewrites of a toyshop description sit within about 2 nats of
+the original; one attribute word replaced by "fedora" costs 14-25.
 """
 
 from __future__ import annotations
