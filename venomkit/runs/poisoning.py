@@ -474,11 +474,10 @@ def config_from_command_line(recipe: str, overrides: list[str], args) -> tuple[P
             source.overrides[("run", key)] = f"--{flag.replace('_', '-')} {value}"
     if getattr(args, "data", None):
         data = args.data
-    seed = run_values.get("seed", 0)
-    spec = AttackSpec(**AttackSpec.expand(attack_ref), config=attack_config)
-    resolved = resolve_attack_spec(spec, int(seed) if str(seed).isdigit() else 0, source, (), relative_to)  # validates the attack config
-    attack_config = {f.name: getattr(resolved.config, f.name) for f in dataclasses.fields(resolved.config)}
     config = _run_config(run_values, source)
+    spec = AttackSpec(**AttackSpec.expand(attack_ref), config=attack_config)
+    resolved = resolve_attack_spec(spec, config.seed, source, (), relative_to)  # validates the attack config; the run's seed unless it sets one
+    attack_config = {f.name: getattr(resolved.config, f.name) for f in dataclasses.fields(resolved.config)}
     # the recipe's attack config replaces that attack's defaults in every setting using it (ablations keep their changes)
     for setting in config.settings:
         if setting.get("attack") == resolved.cls.name:
