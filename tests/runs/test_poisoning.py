@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from run_helpers import rows
@@ -108,6 +110,21 @@ def test_a_poisoning_run_recipe_is_the_command_line_run(tmp_path):
         load_run(path)  # the engine's loader names the right entry point instead of misreading it
 
 
+def test_a_poisoning_run_recipe_is_read_once_per_command(tmp_path, monkeypatch):
+    """The command finds the poisoning run in the file and builds its config from that one reading."""
+    import venomkit.runs.recipe as recipe_module
+    from venomkit.runs.poisoning import config_from_command_line, poisoning_recipe
+
+    path = _recipe(tmp_path, "recipe: attacks/venomrec.yaml\nrun: {targets: 3}\n")
+    reads = []
+    read = recipe_module.read_recipe
+    monkeypatch.setattr(recipe_module, "read_recipe", lambda p: reads.append(Path(p).name) or read(p))
+    found = poisoning_recipe(str(path))
+    config, _ = config_from_command_line(found, [], _args())
+    assert found.attack == "venomrec" and config.targets == 3 and reads.count("run.yaml") == 1
+    assert poisoning_recipe("attacks/pgd.yaml") is None and poisoning_recipe("VenomRec").attack == "venomrec"
+
+
 def test_the_shipped_venomrec_experiment_is_the_readme_command():
     from run_helpers import REPO
 
@@ -129,7 +146,7 @@ def test_the_shipped_venomrec_experiment_is_the_readme_command():
         ("recipe: attacks/venomrec.yaml\nvictims: [vbpr]\n", [], (":2: victims: unknown key 'victims' in a poisoning run recipe", "valid keys: name, description, recipe")),
         ("recipe: attacks/pgd.yaml\n", [], (":1: recipe: 'attacks/pgd.yaml' is not a poisoning attack", "valid attacks: venomrec")),
         ("recipe: attacks/nothere.yaml\n", [], (":1: recipe: recipe file 'attacks/nothere.yaml' not found",)),
-        ("recipe: attacks/venomrec.yaml\nrun: {targets: 3}\n", ["run.targets=abc"], ("command line: override 'run.targets=abc'", "must be an integer")),
+        ("recipe: attacks/venomrec.yaml\nrun: {targets: 3}\n", ["run.targets=abc"], ("command line: override 'run.targets=abc'", "run.targets: expected an integer, got 'abc'")),
     ],
 )
 def test_bad_poisoning_run_recipes_are_one_line_errors(tmp_path, text, overrides, words):
@@ -137,9 +154,9 @@ def test_bad_poisoning_run_recipes_are_one_line_errors(tmp_path, text, overrides
 
     path = _recipe(tmp_path, text)
     with pytest.raises(ValueError) as info:
-        from venomkit.runs.poisoning import config_from_command_line, poisoning_attack_of
+        from venomkit.runs.poisoning import config_from_command_line, poisoning_recipe
 
-        assert poisoning_attack_of(str(path)) == "venomrec"
+        assert poisoning_recipe(str(path)).attack == "venomrec"
         config_from_command_line(str(path), overrides, _args())
     message = str(info.value)
     assert "\n" not in message and message.startswith(str(path)) == (not overrides) and all(w in message for w in words), message

@@ -33,9 +33,9 @@ def test_every_defense_folder_recipe_validates(path):
 def test_every_experiment_recipe_validates(path):
     import argparse
 
-    from venomkit.runs.poisoning import config_from_command_line, poisoning_attack_of
+    from venomkit.runs.poisoning import config_from_command_line, poisoning_recipe
 
-    if poisoning_attack_of(str(path)):  # a poisoning run recipe (experiments/venomrec.yaml)
+    if poisoning_recipe(str(path)):  # a poisoning run recipe (experiments/venomrec.yaml)
         config, _ = config_from_command_line(str(path), [], argparse.Namespace())
         assert config.parsed_settings and config.victim
         return

@@ -9,7 +9,7 @@ from run_helpers import FAST_VICTIM, REPO, SMALL_SHOP, rows
 
 from venomkit.config import config_fields
 from venomkit.runs import RunFlags, execute, load_run
-from venomkit.runs.poisoning import poisoning_attack_of
+from venomkit.runs.poisoning import poisoning_recipe
 from venomkit.runs.recipe import read_recipe
 
 TINY_CONFIG = {"steps": "1", "n_candidates": "2", "epochs": "1", "user_epochs": "2", "mlp_items": "4", "mlp_epochs": "1", "image_steps": "1"}
@@ -28,7 +28,7 @@ def _tiny_overrides(run, prefix: str) -> list[str]:
     return out
 
 
-ENGINE_RECIPES = [p for p in sorted((REPO / "attacks").glob("*.yaml")) if not poisoning_attack_of(str(p))]
+ENGINE_RECIPES = [p for p in sorted((REPO / "attacks").glob("*.yaml")) if not poisoning_recipe(str(p))]
 
 
 @pytest.mark.parametrize("path", ENGINE_RECIPES, ids=lambda p: p.name)

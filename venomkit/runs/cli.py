@@ -82,17 +82,25 @@ def check_flags(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag} must be an integer >= {minimum}, got {value}")
 
 
-def run_from_args(recipe: str, overrides: list[str], args: argparse.Namespace, extra_overrides: list[str] = ()) -> int:
-    """Load, run and print the end-of-run table; returns the exit status."""
+def run_from_args(recipe: str, overrides: list[str], args: argparse.Namespace, extra_overrides: list[str] = (),
+                  victim_required: bool = False) -> int:
+    """Load, run and print the end-of-run table; returns the exit status.
+
+    ``victim_required`` (``venomkit attack``): a content attack needs ``--victim``; a poisoning
+    attack defaults to the zoo ranker.
+    """
     from venomkit.runs.engine import execute
     from venomkit.runs.recipe import load_run
     from venomkit.runs.tables import format_screen
 
     check_flags(args)
-    from venomkit.runs.poisoning import cli_poisoning, poisoning_attack_of
+    from venomkit.runs.poisoning import cli_poisoning, poisoning_recipe
 
-    if poisoning_attack_of(recipe):  # VenomRec: edits, a poisoned fine-tune per setting, ER@K (runs/poisoning.py)
-        return cli_poisoning(recipe, list(extra_overrides) + list(overrides), args)
+    poisoning = poisoning_recipe(recipe)  # the recipe file is read here, once
+    if poisoning is not None:  # VenomRec: edits, a poisoned fine-tune per setting, ER@K (runs/poisoning.py)
+        return cli_poisoning(poisoning, list(extra_overrides) + list(overrides), args)
+    if victim_required and args.victim is None:
+        raise ValueError(f"--victim is required for {recipe} (a checkpoint folder from venomkit train, or a kind to train)")
     run = load_run(recipe, list(extra_overrides) + list(overrides), flags_from_args(args))
     if getattr(args, "no_report", False):
         run.recipe.outputs.report = False
@@ -123,8 +131,4 @@ def add_attack_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 def cli_attack(args: argparse.Namespace) -> int:
     """``venomkit attack``."""
-    from venomkit.runs.poisoning import poisoning_attack_of
-
-    if args.victim is None and not poisoning_attack_of(args.name):
-        raise ValueError(f"--victim is required for {args.name} (a checkpoint folder from venomkit train, or a kind to train)")
-    return run_from_args(args.name, args.overrides, args)
+    return run_from_args(args.name, args.overrides, args, victim_required=True)

@@ -348,17 +348,18 @@ def poisoning_config_from_yaml(values: dict[str, Any], where: str) -> PoisoningR
 NOT_APPLICABLE = ("batch_size", "surrogate", "stealth_clip", "shop_transform", "save_format", "threads", "cache", "no_cache")
 
 
-def _recipe_file(recipe: str):
-    """The recipe file ``recipe`` names, found and parsed as the loader does; None for a registry name or a file not found."""
-    from venomkit.runs.recipe import RECIPE_SUFFIXES, RecipeError, find_recipe, read_recipe
+@dataclass(frozen=True)
+class PoisoningRecipe:
+    """What ``venomkit run`` / ``venomkit attack`` were given, when it is a poisoning run.
 
-    if not str(recipe).endswith(RECIPE_SUFFIXES):
-        return None
-    try:
-        path = find_recipe(str(recipe))
-    except RecipeError:
-        return None  # the loader reports it
-    return read_recipe(path)
+    ``attack``: the poisoning attack's registry name (``venomrec``); ``ref``: the reference as
+    given (a registry name, an attack recipe, or a poisoning run recipe); ``file``: the parsed
+    poisoning run recipe when ``ref`` is one (read once per command), else None.
+    """
+
+    attack: str
+    ref: str
+    file: Any = None
 
 
 def _attack_ref(parsed) -> str:
@@ -374,81 +375,73 @@ def _attack_ref(parsed) -> str:
         raise parsed.source.error(("recipe",), str(exc)) from None
 
 
-def poisoning_attack_of(recipe: str) -> str | None:
-    """The poisoning attack a recipe reference names (a registry name, an attack recipe, a poisoning run recipe), else None."""
+def poisoning_recipe(recipe: str) -> PoisoningRecipe | None:
+    """The poisoning run ``recipe`` names (a registry name, an attack recipe, a poisoning run recipe), else None.
+
+    A recipe file that is not found, or a name that is not a poisoning attack, gives None: the
+    engine's loader reports it. A malformed file, or a poisoning run recipe whose ``recipe:`` is
+    not a poisoning attack, is a :class:`~venomkit.runs.recipe.RecipeError` naming its line.
+    """
     from venomkit.attacks import POISONING_ATTACK_NAMES
+    from venomkit.runs.recipe import RECIPE_SUFFIXES, RecipeError, find_recipe, read_recipe
 
     key = str(recipe).strip().lower().replace("-", "_")
     if key in POISONING_ATTACK_NAMES:
-        return key
-    parsed = _recipe_file(recipe)
-    if parsed is None:
+        return PoisoningRecipe(key, str(recipe))
+    if not str(recipe).endswith(RECIPE_SUFFIXES):
         return None
+    try:
+        path = find_recipe(str(recipe))
+    except RecipeError:
+        return None  # the loader reports it
+    parsed = read_recipe(path)  # a malformed file is an error naming its line
     if parsed.kind == "attack":
-        return parsed.name if parsed.name in POISONING_ATTACK_NAMES else None
-    if parsed.kind == "poisoning":
-        attack = poisoning_attack_of(_attack_ref(parsed))
-        if attack is None:
-            raise parsed.source.error(("recipe",), f"{parsed.data['recipe']!r} is not a poisoning attack recipe or name "
-                                                   f"(valid attacks: {', '.join(POISONING_ATTACK_NAMES)}); a content attack is "
-                                                   f"run by a run recipe's attacks: list")
-        return attack
-    return None
+        return PoisoningRecipe(parsed.name, str(recipe)) if parsed.name in POISONING_ATTACK_NAMES else None
+    if parsed.kind != "poisoning":
+        return None
+    inner = poisoning_recipe(_attack_ref(parsed))
+    if inner is None or inner.file is not None:
+        raise parsed.source.error(("recipe",), f"{parsed.data['recipe']!r} is not a poisoning attack recipe or name "
+                                               f"(valid attacks: {', '.join(POISONING_ATTACK_NAMES)}); a content attack is "
+                                               f"run by a run recipe's attacks: list")
+    return PoisoningRecipe(inner.attack, str(recipe), parsed)
 
 
 FLAG_KEYS = (("victim", "victim"), ("targets", "targets"), ("seed", "seed"), ("max_interactions", "max_interactions"))
 """(flag, PoisoningRunConfig field) pairs: a flag replaces the recipe's value."""
 
 
-def _run_config(values: dict[str, Any], source) -> PoisoningRunConfig:
-    """:class:`PoisoningRunConfig` from a recipe's ``run:`` mapping; errors name the file line or the command line."""
-    from venomkit.config import coerce, config_fields
-
-    fields = config_fields(PoisoningRunConfig)
-    for key in values:
-        if key not in fields:
-            raise source.error(("run", key), f"unknown key {key!r} for a poisoning run (PoisoningRunConfig); valid keys: {', '.join(fields)}")
-    kwargs = {}
-    for key, value in values.items():
-        try:
-            kwargs[key] = coerce(value, fields[key], key)
-        except ValueError as exc:
-            raise source.error(("run", key), str(exc)) from None
-    try:
-        return PoisoningRunConfig(**kwargs)
-    except ValueError as exc:
-        message = str(exc)
-        blamed = next((k for k in values if message.startswith(k) or (k == "settings" and message.startswith("setting "))), None)
-        if blamed and message.startswith(f"{blamed}: "):
-            message = message[len(blamed) + 2:]
-        raise source.error(("run",) + ((blamed,) if blamed else ()), message) from None
-
-
-def config_from_command_line(recipe: str, overrides: list[str], args) -> tuple[PoisoningRunConfig, str]:
+def config_from_command_line(recipe: str | PoisoningRecipe, overrides: list[str], args) -> tuple[PoisoningRunConfig, str]:
     """The run config and dataset spec of a poisoning run.
 
     ``recipe`` is a poisoning attack (``venomrec``, ``attacks/venomrec.yaml``) or a poisoning run
-    recipe (``experiments/venomrec.yaml``: ``recipe``, ``config``, ``data``, ``run``). On top of
+    recipe (``experiments/venomrec.yaml``: ``recipe``, ``config``, ``data``, ``run``), by
+    reference or as :func:`poisoning_recipe` found it. On top of
     the file: ``run.KEY=VALUE`` overrides (``run.finetune.steps=100``) set the run,
     bare ``key=value`` ones the attack's config, then the flags (``--victim``, ``--targets``,
     ``--seed``, ``--max-interactions``, ``--data``). The same settings give the same config, and
     so the same run folder fingerprint, whichever way they were given.
     """
+    from venomkit.attacks import POISONING_ATTACK_NAMES
     from venomkit.config import parse_overrides
-    from venomkit.runs.recipe import AttackSpec, RecipeError, Source, resolve_attack_spec
+    from venomkit.runs.recipe import AttackSpec, RecipeError, Source, build, resolve_attack_spec
 
     for name in NOT_APPLICABLE:
         if getattr(args, name, None) not in (None, False):
             raise ValueError(f"--{name.replace('_', '-')} does not apply to a poisoning run (VenomRec); leave it out")
-    parsed = _recipe_file(recipe)
-    if parsed is not None and parsed.kind == "poisoning":
+    found = recipe if isinstance(recipe, PoisoningRecipe) else poisoning_recipe(recipe)
+    if found is None:
+        raise RecipeError(f"{recipe!r} is not a poisoning attack or poisoning run recipe (the poisoning attacks: "
+                          f"{', '.join(POISONING_ATTACK_NAMES)})")
+    parsed = found.file
+    if parsed is not None:
         source, relative_to = parsed.source, parsed.path.parent
         attack_ref, attack_config = _attack_ref(parsed), dict(parsed.config)
         run_values = copy.deepcopy(dict(parsed.data.get("run") or {}))
         data = parsed.data.get("data") or "toyshop"
     else:
         source, relative_to = Source(file="command line"), None
-        attack_ref, attack_config, run_values, data = str(recipe), {}, {}, "toyshop"
+        attack_ref, attack_config, run_values, data = found.ref, {}, {}, "toyshop"
     if isinstance(run_values.get("finetune"), dict):  # the run's fine-tune default, then the recipe's fields
         run_values["finetune"] = {**DEFAULT_FINETUNE, **run_values["finetune"]}
     for item in overrides:
@@ -474,7 +467,7 @@ def config_from_command_line(recipe: str, overrides: list[str], args) -> tuple[P
             source.overrides[("run", key)] = f"--{flag.replace('_', '-')} {value}"
     if getattr(args, "data", None):
         data = args.data
-    config = _run_config(run_values, source)
+    config = build(PoisoningRunConfig, run_values, source, ("run",))
     spec = AttackSpec(**AttackSpec.expand(attack_ref), config=attack_config)
     resolved = resolve_attack_spec(spec, config.seed, source, (), relative_to)  # validates the attack config; the run's seed unless it sets one
     attack_config = {f.name: getattr(resolved.config, f.name) for f in dataclasses.fields(resolved.config)}
@@ -485,7 +478,7 @@ def config_from_command_line(recipe: str, overrides: list[str], args) -> tuple[P
     return build_config(PoisoningRunConfig, {**{f.name: getattr(config, f.name) for f in dataclasses.fields(config)}}, where="command line"), str(data)
 
 
-def cli_poisoning(recipe: str, overrides: list[str], args) -> int:
+def cli_poisoning(recipe: str | PoisoningRecipe, overrides: list[str], args) -> int:
     """Run a poisoning recipe from the command line and print its table; returns the exit status."""
     from venomkit.data.loaders import load_dataset
 

@@ -513,7 +513,7 @@ def build(cls: type, raw: Any, source: Source, path: tuple = ()) -> Any:
         # Locate the field the message is about (a validation message starts with its name).
         field_name = next((k for k in raw if re.match(rf"(\w+\.)?{re.escape(str(k))}\b", str(exc))), None)
         if field_name is not None:
-            message = re.sub(rf"^(\w+\.)?{re.escape(str(field_name))}\s*", "", str(exc))
+            message = re.sub(rf"^(\w+\.)?{re.escape(str(field_name))}\s*:?\s*", "", str(exc))
             raise source.error(path + (field_name,), message) from None
         raise source.error(path, str(exc)) from None
 
