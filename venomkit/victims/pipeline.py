@@ -215,6 +215,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--eval-every", type=int, default=None, help="epochs between validations (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's, one per core); float sums differ with the count, so a "
+                             "result is reproduced with the seed and the thread count its metrics record")
     parser.add_argument("--feature-batch-size", type=int, default=None, help="feature extraction batch size (default 64)")
     parser.add_argument("--feature-cache", default=None, help="folder caching extracted features (default: no cache)")
     parser.add_argument("--embed-dim", type=int, default=None, help="ID embedding width (default 64)")
@@ -318,6 +321,10 @@ def _encoder_arg(value: str | None) -> str | None:
 def cli_train(args: argparse.Namespace) -> int:
     """``venomkit train``: train, evaluate, write the checkpoint folder and metrics.json."""
     _check_family_flags(args)  # flag errors before the data loads
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be an integer >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     if args.victim == MLLM:
         return _cli_train_mllm(args)
     for name, value in _FEATURE_DEFAULTS.items():
@@ -345,6 +352,7 @@ def cli_train(args: argparse.Namespace) -> int:
         **config,
     )
     metrics["command"] = "venomkit train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
+    metrics["threads"] = torch.get_num_threads()
     folder = save_victim(victim, args.out, metrics=metrics)
     print(format_metrics(metrics))
     print(f"checkpoint written to {folder}")
@@ -365,7 +373,8 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         if block:
             rows.append(f"{label:24s}" + "".join(f"{block[k]:12.4f}" for k in keys))
     train = metrics.get("train", {})
-    rows.append(f"best epoch {train.get('best_epoch')} of {train.get('epochs_run')} ({train.get('seconds', 0):.1f} s)")
+    threads = f", {metrics['threads']} thread{'s' if metrics['threads'] > 1 else ''}" if metrics.get("threads") else ""
+    rows.append(f"best epoch {train.get('best_epoch')} of {train.get('epochs_run')} ({train.get('seconds', 0):.1f} s{threads})")
     return "\n".join(rows)
 
 
@@ -478,6 +487,7 @@ def _cli_train_mllm(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )  # fmt: skip
     metrics["command"] = "venomkit train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
+    metrics["threads"] = torch.get_num_threads()
     folder = save_ranker(args.out, result.ranker, adapter=result.adapter, base=base, finetune=result.summary(), metrics=metrics)
     print(format_ranker_metrics(metrics))
     print(f"ranker checkpoint written to {folder}")
@@ -504,5 +514,6 @@ def format_ranker_metrics(metrics: dict[str, Any]) -> str:
     rows.append(
         f"{metrics['eval_users']} users, {metrics['protocol'].split(',')[0]}; "
         f"{metrics['train']['steps']} steps in {metrics['train']['train_seconds']:.0f} s"
+        + (f", {metrics['threads']} thread{'s' if metrics['threads'] > 1 else ''}" if metrics.get("threads") else "")
     )
     return "\n".join(rows)

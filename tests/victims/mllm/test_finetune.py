@@ -155,6 +155,15 @@ def test_exclude_users_drops_their_clean_rows(folder, dataset):
     assert epochs.steps == int(np.ceil(0.05 * dataset.split.train.nnz / 8))
 
 
+def test_a_fine_tune_is_reproduced_by_its_seed_and_thread_count(folder, dataset):
+    """Same seed, same threads: the same weights, bit for bit (``venomkit train`` records the thread count)."""
+    runs = [finetune(_ranker(folder), dataset, FinetuneConfig(mode="full", seed=3, **FAST), progress=False) for _ in range(2)]
+    first, second = (r.ranker.model.state_dict() for r in runs)
+    assert runs[0].losses == runs[1].losses and all(torch.equal(first[k], second[k]) for k in first)
+    other = finetune(_ranker(folder), dataset, FinetuneConfig(mode="full", seed=4, **FAST), progress=False)
+    assert other.losses != runs[0].losses  # the seed is what is reproduced, not a constant
+
+
 def test_bad_rows_and_targets_are_errors(folder, dataset):
     with pytest.raises(ValueError, match=r"extra_rows\[0\]: item 999"):
         finetune(_ranker(folder), dataset, FinetuneConfig(**FAST), extra_rows=[TrainingRow(0, 999)], progress=False)
@@ -195,9 +204,14 @@ def test_venomkit_train_victim_mllm_writes_a_loadable_ranker(folder, dataset, tm
     out = tmp_path / "ranker"
     args = _train_args("--victim", "mllm", "--out", str(out), "--base", str(folder), "--steps", "2", "--batch-size", "2",
                        "--lora-r", "4", "--max-history", "2", "--eval-users", "4", "--negatives", "10", "--device", "cpu",
-                       "--no-progress")  # fmt: skip
-    assert cli_train(args) == 0
+                       "--threads", "1", "--no-progress")  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        assert cli_train(args) == 0
+    finally:
+        torch.set_num_threads(threads)
     table = capsys.readouterr().out
+    assert "1 thread" in table  # the figures depend on the thread count: it is printed and recorded
     assert "popularity" in table and "images only" in table and "ranker checkpoint written to" in table
     info = json.loads((out / "ranker.json").read_text())
     assert info["mode"] == "lora" and info["base"] == str(folder) and info["max_history"] == 2
@@ -208,7 +222,7 @@ def test_venomkit_train_victim_mllm_writes_a_loadable_ranker(folder, dataset, tm
     versus = metrics["vs_popularity"]  # the paired comparison with popularity, printed under the table
     assert versus["hr@10"] == pytest.approx(metrics["test"]["hr@10"] - metrics["popularity"]["hr@10"]) and versus["hr@10_se"] >= 0
     assert "mllm - popularity" in table and "standard error" in table
-    assert load_ranker(out).ranker.max_history == 2
+    assert load_ranker(out).ranker.max_history == 2 and metrics["threads"] == 1
 
 
 @pytest.mark.parametrize(
@@ -220,6 +234,7 @@ def test_venomkit_train_victim_mllm_writes_a_loadable_ranker(folder, dataset, tm
         (("--victim", "mllm", "--lora-r", "0"), ("--lora-r must be an integer >= 1",)),
         (("--victim", "mllm", "--steps", "5", "--epochs", "1"), ("--steps or --epochs",)),
         (("--victim", "mllm", "--negatives", "0"), ("--negatives must be >= 1",)),
+        (("--victim", "vbpr", "--threads", "0"), ("--threads must be an integer >= 1, got 0",)),
     ],
 )
 def test_train_flags_of_the_other_family_or_bad_values_are_one_line_errors(tmp_path, flags, words):
