@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=4, help="language-model layers (the shipped zoo VLM has 2)")
     parser.add_argument("--match-steps", type=int, default=0,
                         help="steps of the content-only matching stage before the ranking stage (VLMTrainConfig.match_steps; 0: none, as shipped)")
+    parser.add_argument("--match-schedule", default="cosine", choices=("cosine", "constant"),
+                        help="the matching stage's learning rate after warm-up: cosine decay over --match-steps, or constant (VLMTrainConfig.match_schedule)")
     parser.add_argument("--data", default="toyshop")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="folder; the model goes to OUT/model, its figures to OUT/build.json")
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     from venomkit.zoo.vlm import VLMTrainConfig, build
 
     out = Path(args.out)
-    figures = build(out / "model", load_dataset(args.data), seed=args.seed, config=VLMTrainConfig(num_layers=args.layers, match_steps=args.match_steps))
+    figures = build(out / "model", load_dataset(args.data), seed=args.seed, config=VLMTrainConfig(
+        num_layers=args.layers, match_steps=args.match_steps, match_schedule=args.match_schedule))
     write_json(out / "build.json", figures)
     keys = ("parameters", "first_match_mse", "final_match_mse", "final_match_titles", "train_steps", "final_train_loss", "hr@10", "hr@10_image_only", "popularity_hr@10",
             "eval_users", "build_seconds")

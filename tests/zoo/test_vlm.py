@@ -28,6 +28,19 @@ def test_config_validation():
         VLMTrainConfig(steps=0)
     with pytest.raises(ValueError, match="match_steps"):
         VLMTrainConfig(match_steps=-1)
+    with pytest.raises(ValueError, match="match_schedule must be one of cosine, constant"):
+        VLMTrainConfig(match_schedule="linear")
+
+
+def test_matching_learning_rate_schedules():
+    """Both schedules warm up alike; cosine decays to 5% of lr at the end, constant holds lr."""
+    from venomkit.zoo.vlm import match_lr
+
+    cosine = VLMTrainConfig(match_steps=100, warmup=10, lr=1e-3)
+    constant = VLMTrainConfig(match_steps=100, warmup=10, lr=1e-3, match_schedule="constant")
+    assert [match_lr(s, cosine) for s in range(10)] == pytest.approx([match_lr(s, constant) for s in range(10)])
+    assert match_lr(9, constant) == pytest.approx(1e-3) and match_lr(99, constant) == pytest.approx(1e-3)
+    assert match_lr(99, cosine) < 0.1 * 1e-3
 
 
 def test_matching_rows_count_the_shared_attribute_values(dataset):

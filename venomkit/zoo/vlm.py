@@ -53,6 +53,9 @@ from venomkit.zoo.optim import optimiser_step
 LOGGER = logging.getLogger(__name__)
 
 
+MATCH_SCHEDULES = ("cosine", "constant")
+
+
 @dataclass
 class VLMTrainConfig:
     """Size and training schedule of ``toyshop-vlm`` (validated; ValueError names the field)."""
@@ -72,6 +75,7 @@ class VLMTrainConfig:
     caption_steps: int = 300
     caption_batch_size: int = 32
     match_steps: int = 0
+    match_schedule: str = "cosine"
     steps: int = 1200
     batch_size: int = 16
     lr: float = 2e-3
@@ -98,6 +102,8 @@ class VLMTrainConfig:
             raise ValueError(f"VLMTrainConfig.text_drop must be in [0, 1), got {self.text_drop}")
         if self.match_steps < 0:
             raise ValueError(f"VLMTrainConfig.match_steps must be >= 0, got {self.match_steps}")
+        if self.match_schedule not in MATCH_SCHEDULES:
+            raise ValueError(f"VLMTrainConfig.match_schedule must be one of {', '.join(MATCH_SCHEDULES)}, got {self.match_schedule!r}")
         if self.caption_steps < 0 or self.caption_batch_size < 1:
             raise ValueError(
                 f"VLMTrainConfig.caption_steps must be >= 0 and caption_batch_size >= 1, got "
@@ -265,6 +271,16 @@ MATCH_WINDOW = 50
 MATCH_ADVANCE = 0.5
 
 
+def match_lr(step: int, cfg: VLMTrainConfig) -> float:
+    """The matching stage's learning rate: ``lr_schedule``'s warm-up and cosine decay over
+    ``match_steps`` (``match_schedule="cosine"``), or the same warm-up then ``lr`` held
+    (``"constant"``: the curriculum decides how long each length takes, a decay fixed in advance
+    does not know)."""
+    if cfg.match_schedule == "constant":
+        return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+    return lr_schedule(step, cfg.match_steps, cfg.lr, cfg.warmup)
+
+
 def pretrain_matching(ranker: MLLMRanker, dataset, cfg: VLMTrainConfig, seed: int) -> tuple[list[float], int]:
     """Stage 1b (optional, ``match_steps``): learn what a candidate shares with a list of titles.
 
@@ -309,11 +325,11 @@ def pretrain_matching(ranker: MLLMRanker, dataset, cfg: VLMTrainConfig, seed: in
         histories = [[titles[i] for i in row] for row in lists]
         cand_texts = [texts[c] for c in candidates]
         for group in opt.param_groups:
-            group["lr"] = lr_schedule(step, cfg.match_steps, cfg.lr, cfg.warmup)
+            group["lr"] = match_lr(step, cfg)
         out = ranker(histories, images[candidates], cand_texts, output_hidden_states=True)
         last = out.hidden[torch.arange(len(candidates)), out.last_index]
         loss = F.mse_loss(head(last.float()), torch.as_tensor(shares, dtype=torch.float32, device=last.device))
-        optimiser_step(opt, loss, model.parameters(), losses, bar, step, "mse")
+        optimiser_step(opt, loss, [*model.parameters(), *head.parameters()], losses, bar, step, "mse")
         baselines.append(float(((shares - shares.mean(0)) ** 2).mean()))
         window = min(MATCH_WINDOW, len(baselines))
         if length < cfg.max_history and window == MATCH_WINDOW and np.mean(losses[-window:]) < MATCH_ADVANCE * np.mean(baselines[-window:]):
@@ -325,7 +341,14 @@ def pretrain_matching(ranker: MLLMRanker, dataset, cfg: VLMTrainConfig, seed: in
 
 
 def train_vlm(ranker: MLLMRanker, dataset, cfg: VLMTrainConfig, seed: int) -> list[float]:
-    """Fine-tune ``ranker.model`` on yes/no answers for train positives and sampled negatives."""
+    """Fine-tune ``ranker.model`` on yes/no answers for train positives and sampled negatives.
+
+    The zoo's own ranking stage, kept apart from :func:`venomkit.victims.mllm.finetune.finetune`
+    (which a user's fine-tune runs) because the shipped asset was built by it: it draws a user,
+    then one of their positives (``finetune`` walks the positive rows), with AdamW betas
+    (0.9, 0.98) and weight decay 0.01, and images fitted once at the build's size. Folding it
+    into ``finetune`` changes ``zoo:toyshop-vlm``'s bytes and every figure measured on it.
+    """
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     train = dataset.split.train
