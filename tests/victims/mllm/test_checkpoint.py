@@ -42,6 +42,11 @@ def test_lora_round_trip_gives_identical_scores(lora_checkpoint, folder, dataset
     loaded = load_ranker(out)
     assert loaded.info["base"] == str(folder) and loaded.info["mode"] == "lora" and loaded.info["format"] == FORMAT
     assert loaded.info["finetune"]["config"]["lora_r"] == 8 and loaded.info["metrics"] == {"hr@10": 0.5}
+    import peft
+    import transformers
+
+    versions = {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
+    assert loaded.info["library_versions"] == versions  # a fine-tune's figures move with them
     assert loaded.ranker.max_history == 2 and loaded.adapter.get_base_model() is loaded.ranker.model
     assert torch.equal(_scores(loaded.ranker, dataset), expected)
     base = _scores(MLLMRanker.load(folder, max_history=2), dataset)

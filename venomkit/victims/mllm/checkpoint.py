@@ -5,7 +5,8 @@ adapters; the base model is reloaded from its spec (``zoo:toyshop-vlm``, a folde
 
     ranker.json                 {"format": "venomkit-mllm-ranker", "format_version": 1, "mode": "lora",
                                  "base": "zoo:toyshop-vlm", "max_history": 8, "finetune": {...},
-                                 "metrics": {...}, "venomkit_version": "..."}
+                                 "metrics": {...}, "venomkit_version": "...",
+                                 "library_versions": {"torch": "...", "transformers": "...", "peft": "..."}}
     adapter_config.json         peft ``save_pretrained`` (PeftModel.from_pretrained reads the folder)
     adapter_model.safetensors
 
@@ -113,6 +114,7 @@ def save_ranker(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "venomkit_version": venomkit.__version__,
+        "library_versions": {name: _version(name) for name in ("torch", "transformers", "peft")},
         "mode": mode,
         "base": base,
         "max_history": int(ranker.max_history),
@@ -121,6 +123,16 @@ def save_ranker(
     }
     write_json(folder / INFO_FILE, info)
     return folder
+
+
+def _version(package: str) -> str | None:
+    """``package.__version__`` (torch's with its build tag); recorded because a fine-tune's figures move with it."""
+    import importlib
+
+    try:
+        return str(importlib.import_module(package).__version__)
+    except ImportError:
+        return None
 
 
 def read_info(folder: str | Path) -> dict[str, Any]:
