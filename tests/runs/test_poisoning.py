@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from run_helpers import rows
 
 from venomkit.config import build_config
@@ -49,6 +50,7 @@ def test_utility_is_compared_with_clean_user_by_user(tmp_path):
     )
     summary = run_poisoning(config, dataset, tmp_path / "run", progress=False, report=False)
     assert [s["attack"] for s in summary["settings"]] == ["clean", "noisy", "venomrec"] and summary["num_processes"] == 1
+    assert summary["threads"] == torch.get_num_threads()
     table = {r["setting"]: r for r in rows(tmp_path / "run" / "poisoning.csv")}
     clean, noisy = table["clean"], table["noisy"]
     for k in (1, 5):

@@ -322,11 +322,14 @@ def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, start
     lines.append("| chance | " + " | ".join(f"{table[0][f'chance@{k}']:.3f}" for k in ks) + " | " + " | ".join("" for _ in ks) + " | |"
                  + (" |" if compared else ""))
     store.write_table(table, "\n".join(lines) + "\n", stem="poisoning")
+    import torch
+
     summary = {"kind": "poisoning", "name": "venomrec", "victim": config.victim,
                "targets": [dataset.catalog.item_ids[t] for t in targets],
                "settings": [{"victim": config.victim, "attack": name, "means": means, "n_targets": len(targets)}
                             for name, means in per_setting.items()],
-               "num_processes": num_processes, "seconds": time.perf_counter() - started}
+               "num_processes": num_processes, "threads": torch.get_num_threads(),  # float sums, so the figures, depend on it
+               "seconds": time.perf_counter() - started}
     store.write_summary(summary)
     if report:
         from venomkit.runs.report import build_report
