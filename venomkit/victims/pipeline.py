@@ -359,6 +359,12 @@ def cli_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _threads_note(metrics: dict[str, Any]) -> str:
+    """``", 2 threads"`` for a table's last line; empty for metrics written before the count was recorded."""
+    n = metrics.get("threads")
+    return f", {n} thread{'s' if n > 1 else ''}" if n else ""
+
+
 def format_metrics(metrics: dict[str, Any]) -> str:
     """A small text table of the test figures of a ``train_victim`` run and its baseline."""
     keys = [f"{m}@{k}" for m in ("recall", "ndcg") for k in (10, 20, 50)]
@@ -373,8 +379,7 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         if block:
             rows.append(f"{label:24s}" + "".join(f"{block[k]:12.4f}" for k in keys))
     train = metrics.get("train", {})
-    threads = f", {metrics['threads']} thread{'s' if metrics['threads'] > 1 else ''}" if metrics.get("threads") else ""
-    rows.append(f"best epoch {train.get('best_epoch')} of {train.get('epochs_run')} ({train.get('seconds', 0):.1f} s{threads})")
+    rows.append(f"best epoch {train.get('best_epoch')} of {train.get('epochs_run')} ({train.get('seconds', 0):.1f} s{_threads_note(metrics)})")
     return "\n".join(rows)
 
 
@@ -513,7 +518,6 @@ def format_ranker_metrics(metrics: dict[str, Any]) -> str:
             f"{versus[k + '_se']:10.4f}" if k in versus else f"{'':10s}" for k in keys))
     rows.append(
         f"{metrics['eval_users']} users, {metrics['protocol'].split(',')[0]}; "
-        f"{metrics['train']['steps']} steps in {metrics['train']['train_seconds']:.0f} s"
-        + (f", {metrics['threads']} thread{'s' if metrics['threads'] > 1 else ''}" if metrics.get("threads") else "")
+        f"{metrics['train']['steps']} steps in {metrics['train']['train_seconds']:.0f} s{_threads_note(metrics)}"
     )
     return "\n".join(rows)

@@ -276,8 +276,8 @@ def match_lr(step: int, cfg: VLMTrainConfig) -> float:
     ``match_steps`` (``match_schedule="cosine"``), or the same warm-up then ``lr`` held
     (``"constant"``: the curriculum decides how long each length takes, a decay fixed in advance
     does not know)."""
-    if cfg.match_schedule == "constant":
-        return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+    if cfg.match_schedule == "constant" and step >= cfg.warmup:
+        return cfg.lr
     return lr_schedule(step, cfg.match_steps, cfg.lr, cfg.warmup)
 
 
