@@ -42,8 +42,10 @@ import json
 import resource
 import subprocess
 import sys
-import tempfile
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without install (the CPU variants are subprocesses)
 
 import torch
 
@@ -54,13 +56,14 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 def build_sd15(device: str, dtype: torch.dtype):
     """A DiffusionImg2Img with SD 1.5's component shapes and random weights, built on ``device``."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     from venomkit.generators.diffusion import DiffusionImg2Img
+    from venomkit.models.resolve import resolve_model
     from venomkit.zoo import sd
 
-    with tempfile.TemporaryDirectory(prefix="venomkit-clip-tokenizer-") as scratch:
-        tokenizer = sd.write_clip_tokenizer(scratch)
+    # SD 1.5's tokenizer: the zoo checkpoint's tokenizer/ folder holds the same CLIP BPE (49,408 ids)
+    tokenizer = CLIPTokenizer.from_pretrained(str(resolve_model("zoo:toyshop-sd") / "tokenizer"))
     torch.manual_seed(0)
     with torch.device(device):
         unet = UNet2DConditionModel(

@@ -215,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
 
         scores = {name: run(options) for name, options in methods.items()}  # warm-up, and the scores compared
         diff = max(float((c - p).abs().max()) for c, p in zip(scores["cached"], scores["plain"]))
+        scale = max(float(p.abs().max()) for p in scores["plain"])  # what diff is measured against
         seconds: dict[str, list[float]] = {name: [] for name in methods}
         names = list(methods)
         for rep in range(args.repeats):
@@ -230,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{median[name]:8.3f} | {args.candidates / median[name]:9.1f} | {median['plain'] / median[name]:7.2f}x | "
                 f"{per_pair} | {f'{diff:.1e}' if name == 'cached' else '-'}"
             )
+        print(f"{'':7s}   max |score| (plain) {scale:.2f}: cached - plain is {diff / scale:.1e} of it")
         ratios.append((length, median["plain"] / median["cached"], median.get("per pair", float("nan")) / median["cached"]))
     print()
     for length, vs_plain, vs_pair in ratios:
