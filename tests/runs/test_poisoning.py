@@ -38,19 +38,30 @@ def test_bad_settings_are_one_line_errors(settings, words):
     assert "\n" not in str(info.value) and all(w in str(info.value) for w in words)
 
 
-def test_utility_is_compared_with_clean_user_by_user(tmp_path):
+def test_utility_is_compared_with_clean_user_by_user(tmp_path, monkeypatch):
     from venomkit.data.loaders import load_dataset
 
     dataset = load_dataset("toyshop:n_users=40,n_items=60,interactions_per_user=6")
     config = PoisoningRunConfig(
         targets=2, eval_users=6, n_negatives=12, objective_users=2, attacker_users=4, ks=[1, 5], mr=0.05,
-        finetune={"steps": 3, "batch_size": 2, "warmup": 1, "lr": 5e-2},
+        finetune={"steps": 3, "batch_size": 2, "warmup": 1, "lr": 5e-2}, threads=1,
         settings=["clean", {"name": "noisy", "attack": "random_injection", "config": {"max_edit_ratio": 0.5}},
                   {"name": "venomrec", "attack": "venomrec", "config": {"rounds": 1, "image_steps": 1, "exposure_items": 4, "exposure_k": 5}}],
     )
-    summary = run_poisoning(config, dataset, tmp_path / "run", progress=False, report=False)
+    import importlib
+
+    finetune_module = importlib.import_module("venomkit.victims.mllm.finetune")  # the package exports the function under the same name
+
+    seen, finetune, before = [], finetune_module.finetune, torch.get_num_threads()
+    monkeypatch.setattr(finetune_module, "finetune", lambda *a, **k: seen.append(torch.get_num_threads()) or finetune(*a, **k))
+    torch.set_num_threads(2)
+    try:
+        summary = run_poisoning(config, dataset, tmp_path / "run", progress=False, report=False)
+        assert torch.get_num_threads() == 2  # the run's count is the run's, restored afterwards
+    finally:
+        torch.set_num_threads(before)
     assert [s["attack"] for s in summary["settings"]] == ["clean", "noisy", "venomrec"] and summary["num_processes"] == 1
-    assert summary["threads"] == torch.get_num_threads()
+    assert summary["threads"] == 1 and seen == [1, 1, 1]  # every fine-tune ran on the run's one thread, and the summary says so
     table = {r["setting"]: r for r in rows(tmp_path / "run" / "poisoning.csv")}
     clean, noisy = table["clean"], table["noisy"]
     for k in (1, 5):
@@ -125,6 +136,21 @@ def test_a_poisoning_run_recipe_is_read_once_per_command(tmp_path, monkeypatch):
     config, _ = config_from_command_line(found, [], _args())
     assert found.attack == "venomrec" and config.targets == 3 and reads.count("run.yaml") == 1
     assert poisoning_recipe("attacks/pgd.yaml") is None and poisoning_recipe("VenomRec").attack == "venomrec"
+
+
+def test_threads_are_a_setting_of_the_run(tmp_path):
+    """--threads N and run.threads=N are one setting (so one fingerprint); a bad count is one line, before any work."""
+    from venomkit.cli import main
+    from venomkit.runs.poisoning import config_from_command_line
+
+    flag, _ = config_from_command_line("venomrec", [], _args(threads=1))
+    override, _ = config_from_command_line("venomrec", ["run.threads=1"], _args())
+    default, _ = config_from_command_line("venomrec", [], _args())
+    assert flag.threads == 1 and flag.to_dict() == override.to_dict() and default.threads is None
+    with pytest.raises(ValueError, match="threads must be an integer >= 1"):
+        PoisoningRunConfig(threads=0)
+    assert main(["attack", "venomrec", "--data", TINY_SHOP, "--threads", "0", "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert not (tmp_path / "o").exists()
 
 
 def test_the_shipped_venomrec_experiment_is_the_readme_command():

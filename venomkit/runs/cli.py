@@ -36,7 +36,7 @@ def add_run_flags(parser: argparse.ArgumentParser, victim_required: bool = False
     parser.add_argument("--shop-transform", default=None, metavar="PIPELINE", help="the shop's image pipeline: png (default), jpeg:Q, resize:S,jpeg:Q")
     parser.add_argument("--save-format", default=None, metavar="FORMAT", help="png (default), or jpeg:Q to also write a shop-ready <item>_adv.jpg")
     parser.add_argument("--device", default=None, help="cpu (default), cuda, ...")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads per process while attacking (default 1; results depend on it, see README)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads per process while attacking (default 1; a poisoning run: torch's count); results depend on it, see README")
     parser.add_argument("--overwrite", action="store_true", help="replace a different run in --out instead of refusing")
     parser.add_argument("--cache", default=None, metavar="DIR", help="cache of trained victims and encoded catalogs (default $VENOMKIT_CACHE or ~/.cache/venomkit)")
     parser.add_argument("--no-cache", action="store_true", help="train every victim again, cache nothing")

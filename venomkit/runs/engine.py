@@ -18,7 +18,6 @@ run resumes where it stopped and ends with the tables an uninterrupted run write
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import logging
@@ -26,7 +25,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -37,7 +36,7 @@ from venomkit.runs.collectors import AttackedBatch, collect_rows
 from venomkit.runs.grids import grid_image
 from venomkit.runs.fingerprint import code_digest, dataset_digest, run_fingerprint, sha256_json, state_digest
 from venomkit.runs.plan import Job, Setting, make_plan, shard
-from venomkit.runs.processes import Processes
+from venomkit.runs.processes import Processes, torch_threads
 from venomkit.runs.recipe import ResolvedAttack, ResolvedRun
 from venomkit.runs.shop import ShopTransform, parse_save_format, save_jpeg
 from venomkit.runs.store import RunStore, file_stem, save_png
@@ -332,16 +331,6 @@ def execute(
         return {}
     return finish(run, plan, targets, run_victims, builder, dataset, store, procs.world, time.perf_counter() - t_start)
 
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block on ``n`` intra-op CPU threads (the run's ``threads`` setting), restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def attacker_folder(out: Path, name: str) -> Path:

@@ -105,6 +105,9 @@ class PoisoningRunConfig:
             VenomRec): mappings (``name``, ``attack``, ``config``, ``poison``) or names of the default
             settings (``run.settings=clean,venomrec_text_only,venomrec`` on the command line).
         seed: seeds targets, users, lists and every attack.
+        threads: torch CPU threads of each process (attacks, fine-tunes, ranking); None: torch's
+            count (one per core). The fine-tunes' float sums, so ER@K and utility, depend on
+            it; summary.json records the count used (``--threads 1`` makes a run repeat bit for bit).
     """
 
     victim: str = "zoo:toyshop-vlm"
@@ -119,6 +122,7 @@ class PoisoningRunConfig:
     finetune: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_FINETUNE))
     settings: list[dict[str, Any] | str] = field(default_factory=lambda: [dict(s) for s in DEFAULT_SETTINGS])
     seed: int = 0
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         from venomkit.victims.mllm.finetune import FinetuneConfig
@@ -131,6 +135,8 @@ class PoisoningRunConfig:
             raise ValueError(f"max_interactions must be an integer >= 0, got {self.max_interactions!r}")
         if not isinstance(self.ks, list) or not self.ks or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in self.ks):
             raise ValueError(f"ks must be a list of integers >= 1, got {self.ks!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1):
+            raise ValueError(f"threads must be an integer >= 1 (or null: torch's count), got {self.threads!r}")
         if isinstance(self.mr, bool) or not isinstance(self.mr, (int, float)) or not 0 < self.mr <= 1:
             raise ValueError(f"mr must be a number in (0, 1], got {self.mr!r}")
         if not isinstance(self.finetune, dict):
@@ -185,8 +191,17 @@ def run_poisoning(config: PoisoningRunConfig, dataset, out_dir: str | Path, *, o
     """Run every setting of ``config`` on ``dataset`` into ``out_dir`` (module docstring); returns the summary.
 
     In a group of processes each runs its share of the settings; the first returns the summary,
-    the others ``{}``.
+    the others ``{}``. Runs on ``config.threads`` torch threads (restored afterwards).
     """
+    from venomkit.runs.processes import torch_threads
+
+    with torch_threads(config.threads):
+        return _run_settings(config, dataset, out_dir, overwrite=overwrite, progress=progress, device=device, report=report)
+
+
+def _run_settings(config: PoisoningRunConfig, dataset, out_dir: str | Path, *, overwrite: bool, progress: bool, device: str,
+                  report: bool) -> dict[str, Any]:
+    """:func:`run_poisoning`'s work, on the threads it set."""
     from venomkit.attacks import get_attack
     from venomkit.attacks.targets import Knowledge, TargetBatch
     from venomkit.attacks.venomrec.poisoning import compromised_users, exposure_table, poison_rows
@@ -348,7 +363,7 @@ def poisoning_config_from_yaml(values: dict[str, Any], where: str) -> PoisoningR
 # Command line: ``venomkit attack venomrec ...`` / ``venomkit run attacks/venomrec.yaml ...``
 # ---------------------------------------------------------------------------------------------
 
-NOT_APPLICABLE = ("batch_size", "surrogate", "stealth_clip", "shop_transform", "save_format", "threads", "cache", "no_cache")
+NOT_APPLICABLE = ("batch_size", "surrogate", "stealth_clip", "shop_transform", "save_format", "cache", "no_cache")
 
 
 @dataclass(frozen=True)
@@ -410,7 +425,7 @@ def poisoning_recipe(recipe: str) -> PoisoningRecipe | None:
     return PoisoningRecipe(inner.attack, str(recipe), parsed)
 
 
-FLAG_KEYS = (("victim", "victim"), ("targets", "targets"), ("seed", "seed"), ("max_interactions", "max_interactions"))
+FLAG_KEYS = (("victim", "victim"), ("targets", "targets"), ("seed", "seed"), ("max_interactions", "max_interactions"), ("threads", "threads"))
 """(flag, PoisoningRunConfig field) pairs: a flag replaces the recipe's value."""
 
 
@@ -422,7 +437,7 @@ def config_from_command_line(recipe: str | PoisoningRecipe, overrides: list[str]
     reference or as :func:`poisoning_recipe` found it. On top of
     the file: ``run.KEY=VALUE`` overrides (``run.finetune.steps=100``) set the run,
     bare ``key=value`` ones the attack's config, then the flags (``--victim``, ``--targets``,
-    ``--seed``, ``--max-interactions``, ``--data``). The same settings give the same config, and
+    ``--seed``, ``--max-interactions``, ``--threads``, ``--data``). The same settings give the same config, and
     so the same run folder fingerprint, whichever way they were given.
     """
     from venomkit.attacks import POISONING_ATTACK_NAMES

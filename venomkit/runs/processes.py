@@ -12,9 +12,10 @@ A plain ``venomkit run`` (no launcher) is one process and needs no process group
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 
 @dataclass
@@ -56,3 +57,21 @@ class Processes:
         if self.state is not None and str(device) == "cuda":
             return str(self.state.device)
         return str(device)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block on ``n`` intra-op CPU threads per process (a run's ``threads``), restored afterwards.
+
+    ``None`` leaves torch's count (one per core unless set otherwise). Float32 sums, and so a
+    run's figures, depend on the count: runs record it.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
