@@ -160,7 +160,7 @@ def test_the_shipped_venomrec_experiment_is_the_readme_command():
 
     recipe, data = config_from_command_line(str(REPO / "experiments" / "venomrec.yaml"), [], _args())
     command, _ = config_from_command_line("venomrec", ["run.eval_users=100", "run.finetune.steps=100"],
-                                          _args(victim="runs/ranker", data="toyshop", targets=10))
+                                          _args(victim="runs/ranker", data="toyshop", targets=10, threads=1))
     assert data == "toyshop" and recipe.to_dict() == command.to_dict()
 
 
