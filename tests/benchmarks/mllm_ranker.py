@@ -33,7 +33,7 @@ produces are < 32064). ``--shape 7b-smoke``: the same code with every width divi
 (hidden 256, 2 heads of 128; vision hidden 64; still 576 image tokens and vocab 32064), to
 exercise the 7B path on a CPU in seconds; its numbers are not 7B numbers.
 
-Not a pytest test (tests/benchmarks/ is not collected by CI).
+Not a pytest test: a script (tests/benchmarks/test_gpu_paths_on_cpu.py runs its ``7b-smoke`` path small).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from /proc) or ``torch.cuda.max_memory_allocated`` (CUDA).
     python tests/benchmarks/ranking.py                      # 40,000 x 23,000 x 64, top-50
     python tests/benchmarks/ranking.py --device cuda --users 200000
 
-Not a pytest test (tests/benchmarks/ is not collected by CI).
+Not a pytest test: a script (pytest collects only the test_*.py files here).
 """
 
 from __future__ import annotations
