@@ -125,6 +125,17 @@ def coerce(value: Any, annotation: Any, name: str = "value") -> Any:
     return value
 
 
+def check_int(name: str, value: Any, minimum: int = 1, hint: str = "") -> None:
+    """The one integer check of configs and flags: ``value`` is an int (not a bool) >= ``minimum``.
+
+    Raises ``ValueError("NAME must be an integer >= MINIMUM (HINT), got VALUE")``: one line
+    naming the field or flag (``FinetuneConfig.steps``, ``--threads``).
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        extra = f" ({hint})" if hint else ""
+        raise ValueError(f"{name} must be an integer >= {minimum}{extra}, got {value!r}")
+
+
 def config_fields(cls: type) -> dict[str, Any]:
     """Field name -> resolved type annotation of dataclass ``cls`` (init fields only)."""
     hints = typing.get_type_hints(cls)

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from venomkit.config import check_int
 from venomkit.progress import progress as progress_bar
 from venomkit.victims.base import MODALITIES, Victim
 
@@ -54,9 +55,7 @@ class FeatureAttackConfig:
         if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not 0 < self.eps <= 10:
             raise ValueError(f"{name}.eps must be a number in (0, 10], got {self.eps!r}")
         for field_name in ("steps", "k"):
-            value = getattr(self, field_name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}.{field_name} must be an integer >= 1, got {value!r}")
+            check_int(f"{name}.{field_name}", getattr(self, field_name), 1)
         if self.align_weight < 0:
             raise ValueError(f"{name}.align_weight must be >= 0, got {self.align_weight!r}")
         mods = tuple(self.modalities)

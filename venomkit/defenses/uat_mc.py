@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from venomkit.config import check_int
 from venomkit.victims.base import MODALITIES, Victim
 from venomkit.victims.feature_adversary import (
     FeatureAdversaryConfig,
@@ -120,10 +121,8 @@ class UATConfig:
             raise ValueError(f"{name}.lambda_align must be 0 for method 'uat' (a non-zero value is UAT-MC), got {self.lambda_align}")
         if self.method == "uat_mc" and self.lambda_align == 0.0:
             raise ValueError(f"{name}.lambda_align must be > 0 for method 'uat_mc' (0 is plain UAT)")
-        for field_name, minimum in (("steps", 1), ("epochs", 1), ("batch_size", 1), ("eval_every", 1)):
-            value = getattr(self, field_name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name}.{field_name} must be an integer >= {minimum}, got {value!r}")
+        for field_name in ("steps", "epochs", "batch_size", "eval_every"):
+            check_int(f"{name}.{field_name}", getattr(self, field_name), 1)
         if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0):
             raise ValueError(f"{name}.patience must be an integer >= 0 or None, got {self.patience!r}")
         if self.step_size is not None and (isinstance(self.step_size, bool) or not isinstance(self.step_size, (int, float)) or not self.step_size > 0):

@@ -19,6 +19,8 @@ import logging
 import sys
 from typing import Any
 
+from venomkit.config import check_int
+
 logger = logging.getLogger(__name__)
 
 
@@ -78,8 +80,8 @@ def check_flags(args: argparse.Namespace) -> None:
     for flag, value, minimum in (("--targets", getattr(args, "targets", None), 1), ("--batch-size", getattr(args, "batch_size", None), 1),
                                  ("--seed", getattr(args, "seed", None), 0), ("--max-interactions", getattr(args, "max_interactions", None), 0),
                                  ("--threads", getattr(args, "threads", None), 1)):
-        if value is not None and value < minimum:
-            raise ValueError(f"{flag} must be an integer >= {minimum}, got {value}")
+        if value is not None:
+            check_int(flag, value, minimum)
 
 
 def run_from_args(recipe: str, overrides: list[str], args: argparse.Namespace, extra_overrides: list[str] = (),

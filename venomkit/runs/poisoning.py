@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from venomkit.atomic import jsonable
-from venomkit.config import build_config
+from venomkit.config import build_config, check_int
 from venomkit.progress import progress as progress_bar
 
 DEFAULT_FINETUNE: dict[str, Any] = {"steps": 150}
@@ -128,15 +128,12 @@ class PoisoningRunConfig:
         from venomkit.victims.mllm.finetune import FinetuneConfig
 
         for name in ("targets", "eval_users", "n_negatives", "objective_users", "attacker_users"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if isinstance(self.max_interactions, bool) or not isinstance(self.max_interactions, int) or self.max_interactions < 0:
-            raise ValueError(f"max_interactions must be an integer >= 0, got {self.max_interactions!r}")
+            check_int(name, getattr(self, name), 1)
+        check_int("max_interactions", self.max_interactions, 0)
         if not isinstance(self.ks, list) or not self.ks or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in self.ks):
             raise ValueError(f"ks must be a list of integers >= 1, got {self.ks!r}")
-        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1):
-            raise ValueError(f"threads must be an integer >= 1 (or null: torch's count), got {self.threads!r}")
+        if self.threads is not None:
+            check_int("threads", self.threads, 1, hint="or null: torch's count")
         if isinstance(self.mr, bool) or not isinstance(self.mr, (int, float)) or not 0 < self.mr <= 1:
             raise ValueError(f"mr must be a number in (0, 1], got {self.mr!r}")
         if not isinstance(self.finetune, dict):

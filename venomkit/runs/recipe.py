@@ -43,7 +43,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
-from venomkit.config import coerce, config_fields, parse_overrides
+from venomkit.config import check_int, coerce, config_fields, parse_overrides
 
 RECIPE_SUFFIXES = (".yaml", ".yml")
 VICTIM_KINDS = ("vbpr", "amr", "mmgcn", "lightgcn")
@@ -164,7 +164,7 @@ class DataSpec:
     def __post_init__(self) -> None:
         if not self.spec:
             raise ValueError("spec must be a dataset spec such as toyshop or a folder")
-        _check_int("split_seed", self.split_seed, 0)
+        check_int("split_seed", self.split_seed, 0)
 
 
 @dataclass
@@ -186,12 +186,12 @@ class TrainSpec:
 
     def __post_init__(self) -> None:
         if self.seed is not None:
-            _check_int("seed", self.seed, 0)
-        _check_int("epochs", self.epochs, 1)
-        _check_int("batch_size", self.batch_size, 1)
-        _check_int("eval_every", self.eval_every, 1)
+            check_int("seed", self.seed, 0)
+        check_int("epochs", self.epochs, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("eval_every", self.eval_every, 1)
         if self.patience is not None:
-            _check_int("patience", self.patience, 0)
+            check_int("patience", self.patience, 0)
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.weight_decay < 0:
@@ -348,9 +348,9 @@ class TargetSpec:
     batch_size: int = 16
 
     def __post_init__(self) -> None:
-        _check_int("n", self.n, 1, hint="the number of cold targets to attack, e.g. 50")
-        _check_int("max_interactions", self.max_interactions, 0)
-        _check_int("batch_size", self.batch_size, 1)
+        check_int("n", self.n, 1, hint="the number of cold targets to attack, e.g. 50")
+        check_int("max_interactions", self.max_interactions, 0)
+        check_int("batch_size", self.batch_size, 1)
         if self.items is not None:
             self.items = [str(i) for i in self.items]
             if not self.items:
@@ -412,7 +412,7 @@ class OutputSpec:
     save_format: str = "png"
 
     def __post_init__(self) -> None:
-        _check_int("report_targets", self.report_targets, 1)
+        check_int("report_targets", self.report_targets, 1)
         from venomkit.runs.shop import parse_save_format
 
         parse_save_format(self.save_format)
@@ -445,21 +445,15 @@ class RunRecipe:
     threads: int = 1
 
     def __post_init__(self) -> None:
-        _check_int("threads", self.threads, 1)
+        check_int("threads", self.threads, 1)
         if not _SAFE_NAME.fullmatch(self.name):
             raise ValueError(f"name must be letters, digits, '_', '.', '-', '+', got {self.name!r}")
-        _check_int("seed", self.seed, 0)
+        check_int("seed", self.seed, 0)
         if not self.victims:
             raise ValueError("victims is empty: list at least one (a kind to train, or a checkpoint folder)")
         from venomkit.runs.shop import parse_shop_transform
 
         parse_shop_transform(self.shop_transform)
-
-
-def _check_int(name: str, value: Any, minimum: int, hint: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        extra = f" ({hint})" if hint else ""
-        raise ValueError(f"{name} must be an integer >= {minimum}{extra}, got {value!r}")
 
 
 # ----------------------------------------------------------------------------------------

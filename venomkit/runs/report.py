@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from venomkit.config import check_int
 from venomkit.runs.grids import AMPLIFY as DIFF_AMPLIFY  # the same pictures as the run's _grid.png
 from venomkit.runs.grids import DISPLAY_MAX_SIDE as THUMB_MAX_SIDE
 
@@ -940,8 +941,7 @@ def build_report(run_dir: str | Path, *, max_targets: int = 12) -> Path:
     """Write ``run_dir/report.html`` (atomically: a temporary file in the same folder, then
     ``os.replace``) and return its path. ``max_targets`` bounds the image cards and text diffs
     shown per setting. Raises ValueError when ``run_dir`` is not a run folder."""
-    if isinstance(max_targets, bool) or not isinstance(max_targets, int) or max_targets < 0:
-        raise ValueError(f"max_targets must be an integer >= 0, got {max_targets!r}")
+    check_int("max_targets", max_targets, 0)
     folder = read_run(run_dir)
     page = render_html(folder, max_targets=max_targets)
     target = folder.root / "report.html"

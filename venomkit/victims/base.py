@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from venomkit.config import check_int
 from venomkit.encoders.base import ImageEncoder, Images, TextEncoder, encode_images
 from venomkit.models.freeze import freeze
 from venomkit.victims.scoring import TargetScorer, TokenTexts
@@ -122,9 +123,7 @@ def scores_of_targets(user_emb: torch.Tensor, item_emb: torch.Tensor, users: tor
 
 
 def _check_int(cfg: object, name: str, minimum: int) -> None:
-    value = getattr(cfg, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{type(cfg).__name__}.{name} must be an integer >= {minimum}, got {value!r}")
+    check_int(f"{type(cfg).__name__}.{name}", getattr(cfg, name), minimum)
 
 
 def _check_float(cfg: object, name: str, minimum: float | None = None, maximum: float | None = None, strict_min: bool = False) -> None:

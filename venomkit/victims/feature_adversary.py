@@ -32,6 +32,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 
 import torch
 
+from venomkit.config import check_int
 from venomkit.victims.base import MODALITIES, Victim, _check_float, _check_int, bpr_from_embeddings, bpr_loss
 
 LossFn = Callable[[dict[str, torch.Tensor]], torch.Tensor]
@@ -176,8 +177,7 @@ def fgm_feature_perturbation(
         raise ValueError("give exactly one of eps_ratio and eps_abs")
     ratio = _per_modality(eps_ratio, mods, "eps_ratio")
     absolute = _per_modality(eps_abs, mods, "eps_abs")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    check_int("steps", steps, 1)
     alpha = (1.0 if steps == 1 else 2.5 / steps) if step_size is None else float(step_size)
     if not alpha > 0:
         raise ValueError(f"step_size must be > 0, got {step_size}")

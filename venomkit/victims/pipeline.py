@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from venomkit.config import check_int
 from venomkit.data import loaders
 from venomkit.encoders import features as feature_module
 from venomkit.data.dataset import require_test_interactions
@@ -322,8 +323,7 @@ def cli_train(args: argparse.Namespace) -> int:
     """``venomkit train``: train, evaluate, write the checkpoint folder and metrics.json."""
     _check_family_flags(args)  # flag errors before the data loads
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be an integer >= 1, got {args.threads}")
+        check_int("--threads", args.threads, 1)
         torch.set_num_threads(args.threads)
     if args.victim == MLLM:
         return _cli_train_mllm(args)

@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from venomkit.config import check_int
 from venomkit.progress import progress as progress_bar
 from venomkit.victims.base import Victim, bpr_from_embeddings, bpr_loss
 
@@ -113,11 +114,6 @@ class TrainResult:
         }
 
 
-def _check_positive_int(name: str, value: int, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
 @contextlib.contextmanager
 def deterministic_algorithms() -> Iterator[None]:
     """``torch.use_deterministic_algorithms(True)`` for the block, restored afterwards.
@@ -191,11 +187,11 @@ def train_bpr(
     Returns:
         A ``TrainResult``; the victim holds the best state, in eval mode.
     """
-    _check_positive_int("epochs", epochs)
-    _check_positive_int("batch_size", batch_size)
-    _check_positive_int("eval_every", eval_every)
+    check_int("epochs", epochs)
+    check_int("batch_size", batch_size)
+    check_int("eval_every", eval_every)
     if patience is not None:
-        _check_positive_int("patience", patience, minimum=0)
+        check_int("patience", patience, minimum=0)
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
     if weight_decay < 0:

@@ -25,6 +25,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from venomkit.config import check_int
 from venomkit.victims.mllm.ranker import NO, YES, MLLMRanker
 from venomkit.victims.scoring import TokenTexts
 
@@ -40,8 +41,7 @@ class CandidateTextTokens:
     eot_token_id = None  # padding is found as silent (special) tokens, not by an end-of-text id
 
     def __init__(self, ranker: MLLMRanker, max_tokens: int = 256) -> None:
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ValueError(f"max_tokens must be an integer >= 1, got {max_tokens!r}")
+        check_int("max_tokens", max_tokens, 1)
         self.ranker = ranker
         self.max_tokens = max_tokens
         self.pad_id = ranker.pad_id

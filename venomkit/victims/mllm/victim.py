@@ -34,6 +34,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from venomkit.config import check_int
 from venomkit.victims.mllm.candidates import CandidateList, evaluation_users, item_titles
 from venomkit.victims.mllm.ranker import MLLMRanker
 from venomkit.victims.mllm.text_tokens import CandidateTextTokens
@@ -61,8 +62,7 @@ class MLLMVictim(nn.Module, TargetScorer):
             raise ValueError(f"{len(lists)} candidate lists for {len(histories)} histories")
         if not lists:
             raise ValueError("an MLLMVictim needs at least one evaluated user")
-        if isinstance(objective_users, bool) or not isinstance(objective_users, int) or objective_users < 1:
-            raise ValueError(f"objective_users must be an integer >= 1, got {objective_users!r}")
+        check_int("objective_users", objective_users, 1)
         self.ranker = ranker
         self.catalog = catalog
         self.lists = list(lists)
