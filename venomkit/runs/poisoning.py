@@ -106,8 +106,8 @@ class PoisoningRunConfig:
             settings (``run.settings=clean,venomrec_text_only,venomrec`` on the command line).
         seed: seeds targets, users, lists and every attack.
         threads: torch CPU threads of each process (attacks, fine-tunes, ranking); None: torch's
-            count (one per core). The fine-tunes' float sums, so ER@K and utility, depend on
-            it; summary.json records the count used (``--threads 1`` makes a run repeat bit for bit).
+            count (one per core). Float sums split by thread, so ER@K and utility may depend
+            on it; summary.json records the count used (``--threads 1`` repeats bit for bit).
     """
 
     victim: str = "zoo:toyshop-vlm"
