@@ -144,6 +144,21 @@ def test_uninjected_reference_returns_the_photo_without_injection(prepared, shop
     assert attack.plain_passes(photos, None, [1, 2]) is None  # reference: photo has none
 
 
+def test_diagnostics_say_where_the_alignment_started(prepared, shop):
+    """l_align_clean is the alignment term of the clean photo: with eta = 0 and the uninjected
+    reference the attack returns the photos, so the two are equal; with eta = 1 they differ."""
+    from venomkit.attacks.targets import TargetBatch
+
+    _, targets, folder, knowledge = prepared
+    photos = torch.stack(shop.catalog.image_list([3, 17]))
+    for eta in (0.0, 1.0):
+        variant = AUVFusion(AUVFusionConfig(**{**SMALL, "eta": eta, "reference": "uninjected"}))
+        variant.prepare(PrepareContext(shop, knowledge, targets, folder))
+        adv, _, diag = variant.perturb(None, TargetBatch([3, 17], photos, None, knowledge=knowledge))
+        assert torch.equal(diag["l_align"], diag["l_align_clean"]) is (eta == 0.0) and torch.equal(adv, photos) is (eta == 0.0)
+        assert "group_score_adv" not in diag  # no recommender of its own to score with
+
+
 def test_a_run_on_the_engine_scores_the_saved_pngs(tmp_path):
     import sys
 

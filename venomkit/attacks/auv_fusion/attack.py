@@ -452,8 +452,16 @@ class AUVFusion(Attack):
         with torch.no_grad():
             adv = self.generate(images, delta, texts, seeds, plain)
             _, terms = self.loss(adv, images, p_group, item_index, group)
-        diag = {k: v.detach() for k, v in terms.items()}
-        diag["delta_norm"] = delta.detach().flatten(1).norm(dim=1)
+            diag = {k: v.detach() for k, v in terms.items()}
+            diag["delta_norm"] = delta.detach().flatten(1).norm(dim=1)
+            # where the alignment term started, and (with an own recommender) what the group's
+            # surrogate scores did, also when no loss term asks for them: the ablations' evidence
+            diag["l_align_clean"] = self.loss(images, images, p_group)[1]["l_align"]
+            from venomkit.victims.base import Victim
+
+            if isinstance(self.surrogate, Victim):
+                diag["group_score_clean"] = -self._promotion(images, item_index, group)
+                diag["group_score_adv"] = -self._promotion(adv.clamp(0, 1), item_index, group)
         return adv.clamp(0, 1), None, diag
 
     def optimise_delta(self, images, texts, p_group, seeds, delta0, steps, item_index=None, group=None, plain=None) -> torch.Tensor:
