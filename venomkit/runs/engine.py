@@ -332,7 +332,6 @@ def execute(
     return finish(run, plan, targets, run_victims, builder, dataset, store, procs.world, time.perf_counter() - t_start)
 
 
-
 def attacker_folder(out: Path, name: str) -> Path:
     """Where an attack's own trained models live in the run folder (``attackers/<attack>/``)."""
     return Path(out) / "attackers" / name

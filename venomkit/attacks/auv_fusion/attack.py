@@ -412,13 +412,18 @@ class AUVFusion(Attack):
             "l_clip": 1 - F.cosine_similarity(f_adv, f_clean, dim=1),
             "l_ssim": 1 - ssim(adv, clean),
         }
-        space = self.user_model.project(f_adv) if cfg.visual_view else f_adv
-        terms["l_align"] = 1 - F.cosine_similarity(space, p_group.to(space), dim=1)
+        terms["l_align"] = self._alignment(f_adv, p_group)
         total = cfg.clip_weight * terms["l_clip"] + cfg.ssim_weight * terms["l_ssim"] + cfg.align_weight * terms["l_align"]
         if cfg.promotion_weight > 0 and item_index is not None and group is not None:
             terms["l_promo"] = self._promotion(adv, item_index, group)
             total = total + cfg.promotion_weight * terms["l_promo"]
         return total, terms
+
+    def _alignment(self, features: torch.Tensor, p_group: torch.Tensor) -> torch.Tensor:
+        """L_align (B,): 1 - cosine of the photos' encoder features (B, D), in the user model's
+        visual space (or the encoder's, without the visual view), and the group preference (B, d)."""
+        space = self.user_model.project(features) if self.config.visual_view else features
+        return 1 - F.cosine_similarity(space, p_group.to(space), dim=1)
 
     def _promotion(self, adv: torch.Tensor, item_index: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
         """INSA's objective restricted to the target's group, on the attacker's own recommender:
@@ -456,13 +461,14 @@ class AUVFusion(Attack):
             diag["delta_norm"] = delta.detach().flatten(1).norm(dim=1)
             # where the alignment term started, and (with an own recommender) what the group's
             # surrogate scores did, also when no loss term asks for them: the ablations' evidence
-            diag["l_align_clean"] = self.loss(images, images, p_group)[1]["l_align"]
+            diag["l_align_clean"] = self._alignment(self.encoder(images), p_group)
+            adv = adv.clamp(0, 1)
             from venomkit.victims.base import Victim
 
             if isinstance(self.surrogate, Victim):
                 diag["group_score_clean"] = -self._promotion(images, item_index, group)
-                diag["group_score_adv"] = -self._promotion(adv.clamp(0, 1), item_index, group)
-        return adv.clamp(0, 1), None, diag
+                diag["group_score_adv"] = -self._promotion(adv, item_index, group)
+        return adv, None, diag
 
     def optimise_delta(self, images, texts, p_group, seeds, delta0, steps, item_index=None, group=None, plain=None) -> torch.Tensor:
         """Adam on delta for ``steps`` steps (per_image / refined); delta0 (or zero) when 0 steps.
