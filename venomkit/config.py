@@ -125,14 +125,17 @@ def coerce(value: Any, annotation: Any, name: str = "value") -> Any:
     return value
 
 
-def check_int(name: str, value: Any, minimum: int = 1, hint: str = "") -> None:
-    """The one integer check of configs and flags: ``value`` is an int (not a bool) >= ``minimum``.
+def check_int(name: str, value: Any, minimum: int = 1, hint: str = "", optional: bool = False) -> None:
+    """The one integer check of configs and flags: ``value`` is an int (not a bool) >= ``minimum``
+    (or None, where ``optional``).
 
-    Raises ``ValueError("NAME must be an integer >= MINIMUM (HINT), got VALUE")``: one line
-    naming the field or flag (``FinetuneConfig.steps``, ``--threads``).
+    Raises ``ValueError("NAME must be an integer >= MINIMUM [or None] (HINT), got VALUE")``: one
+    line naming the field or flag (``FinetuneConfig.steps``, ``--threads``).
     """
+    if optional and value is None:
+        return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        extra = f" ({hint})" if hint else ""
+        extra = (" or None" if optional else "") + (f" ({hint})" if hint else "")
         raise ValueError(f"{name} must be an integer >= {minimum}{extra}, got {value!r}")
 
 

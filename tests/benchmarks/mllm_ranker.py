@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{median[name]:8.3f} | {args.candidates / median[name]:9.1f} | {median['plain'] / median[name]:7.2f}x | "
                 f"{per_pair} | {f'{diff:.1e}' if name == 'cached' else '-'}"
             )
-        print(f"{'':7s}   max |score| (plain) {scale:.2f}: cached - plain is {diff / scale:.1e} of it")
+        relative = f"{diff / scale:.1e} of it" if scale > 0 else "not relative: every plain score is 0"
+        print(f"{'':7s}   max |score| (plain) {scale:.2f}: cached - plain is {relative}")
         ratios.append((length, median["plain"] / median["cached"], median.get("per pair", float("nan")) / median["cached"]))
     print()
     for length, vs_plain, vs_pair in ratios:

@@ -39,7 +39,7 @@ from typing import Any, Callable, ClassVar, Literal, Mapping, Sequence
 import torch
 from torch import nn
 
-from venomkit.config import build_config, replace_config
+from venomkit.config import build_config, check_int, replace_config
 from venomkit.encoders.base import ImageEncoder, group_by_size
 from venomkit.eval.text_edits import token_edit_ratio  # the token budget's unit; importable from here too
 from venomkit.models.freeze import frozen_eval  # the attack contract's freezing; importable from here too
@@ -193,8 +193,7 @@ class AttackConfig:
     batch_targets: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        check_int("seed", self.seed, 0)
         if not isinstance(self.batch_targets, bool):
             raise ValueError(f"batch_targets must be true or false, got {self.batch_targets!r}")
 

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from venomkit.attacks.base import AttackConfig, IterativeConfig, IterativeImageAttack
 from venomkit.attacks.objectives import EXPA as EXPAObjective
+from venomkit.config import check_int
 
 
 @dataclass
@@ -25,8 +26,7 @@ class EXPAConfig(IterativeConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.n_hooks, bool) or not isinstance(self.n_hooks, int) or self.n_hooks < 1:
-            raise ValueError(f"n_hooks must be a positive integer, got {self.n_hooks!r}")
+        check_int("n_hooks", self.n_hooks)
 
 
 class EXPA(IterativeImageAttack):

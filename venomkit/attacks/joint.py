@@ -24,6 +24,7 @@ from venomkit.attacks.base import Attack, AttackConfig, Forward, IterativeConfig
 from venomkit.attacks.objectives import gradient_alignment
 from venomkit.attacks.pgd import PromotionConfig
 from venomkit.attacks.token_hotflip import TextBudgetConfig, TextFlipper
+from venomkit.config import check_int
 
 
 @dataclass
@@ -44,8 +45,7 @@ class JointConfig(IterativeConfig, PromotionConfig, TextBudgetConfig):
         w = self.align_weight
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
             raise ValueError(f"align_weight must be a number >= 0, got {w!r}")
-        if isinstance(self.flip_every, bool) or not isinstance(self.flip_every, int) or self.flip_every < 1:
-            raise ValueError(f"flip_every must be a positive integer, got {self.flip_every!r}")
+        check_int("flip_every", self.flip_every)
         if self.keep_best:
             raise ValueError("keep_best must be false for the joint attack (the text changes between pixel steps)")
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from venomkit.attacks.base import Attack, AttackConfig, Forward
 from venomkit.attacks.pgd import PromotionConfig
+from venomkit.config import check_int
 from venomkit.progress import progress as progress_bar
 from venomkit.victims.base import Victim
 
@@ -52,9 +53,7 @@ class LLMRewriteConfig(AttackConfig, PromotionConfig):
         if not isinstance(self.lm, str) or not self.lm:
             raise ValueError(f"lm must be a non-empty model spec, got {self.lm!r}")
         for name in ("n_candidates", "n_style_examples"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            check_int(name, getattr(self, name))
         s = self.min_similarity
         if isinstance(s, bool) or not isinstance(s, (int, float)) or not -1 <= s <= 1:
             raise ValueError(f"min_similarity must be in [-1, 1], got {s!r}")

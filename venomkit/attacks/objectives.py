@@ -23,6 +23,7 @@ from torch import nn
 
 from venomkit.attacks.base import Forward
 from venomkit.attacks.targets import Knowledge
+from venomkit.config import check_int
 from venomkit.victims.base import Victim
 from venomkit.victims.scoring import TargetScorer
 
@@ -48,8 +49,7 @@ class PromotionHinge:
     """
 
     def __init__(self, k: int = 50, margin: float = 0.0, variant: Literal["hinge", "soft", "sigmoid"] = "hinge", temperature: float = 1.0):
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+        check_int("k", k)
         if not math.isfinite(margin):
             raise ValueError(f"margin must be finite, got {margin!r}")
         if variant not in ("hinge", "soft", "sigmoid"):
@@ -120,8 +120,7 @@ class EXPA:
     """
 
     def __init__(self, n_hooks: int = 1):
-        if isinstance(n_hooks, bool) or not isinstance(n_hooks, int) or n_hooks < 1:
-            raise ValueError(f"n_hooks must be a positive integer, got {n_hooks!r}")
+        check_int("n_hooks", n_hooks)
         self.n_hooks = n_hooks
 
     def prepare(self, model: TargetScorer, item_index: torch.Tensor, users, knowledge: Knowledge) -> "EXPA":
@@ -159,10 +158,8 @@ class TAaMRObjective:
     def __init__(self, classifier: nn.Module, n_popular: int = 20, target_class: int | None = None):
         if not isinstance(classifier, nn.Module):
             raise ValueError(f"classifier must be an nn.Module returning logits, got {type(classifier).__name__}")
-        if isinstance(n_popular, bool) or not isinstance(n_popular, int) or n_popular < 1:
-            raise ValueError(f"n_popular must be a positive integer, got {n_popular!r}")
-        if target_class is not None and (isinstance(target_class, bool) or not isinstance(target_class, int) or target_class < 0):
-            raise ValueError(f"target_class must be a non-negative integer or None, got {target_class!r}")
+        check_int("n_popular", n_popular)
+        check_int("target_class", target_class, 0, optional=True)
         self.classifier, self.n_popular, self.fixed_class = classifier, n_popular, target_class
 
     def prepare(self, model: Victim, item_index: torch.Tensor, users, knowledge: Knowledge) -> "TAaMRObjective":

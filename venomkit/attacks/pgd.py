@@ -15,6 +15,7 @@ from typing import ClassVar, Literal
 
 from venomkit.attacks.base import AttackConfig, IterativeConfig, IterativeImageAttack
 from venomkit.attacks.objectives import PromotionHinge
+from venomkit.config import check_int
 
 
 @dataclass
@@ -35,8 +36,7 @@ class PromotionConfig:
     temperature: float = 1.0
 
     def check_promotion(self) -> None:
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"k must be a positive integer, got {self.k!r}")
+        check_int("k", self.k)
         if isinstance(self.margin, bool) or not isinstance(self.margin, (int, float)) or not math.isfinite(self.margin):
             raise ValueError(f"margin must be a finite number, got {self.margin!r}")
         if self.objective not in ("hinge", "soft", "sigmoid"):

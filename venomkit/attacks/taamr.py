@@ -17,6 +17,7 @@ from torch import nn
 
 from venomkit.attacks.base import AttackConfig, IterativeConfig, IterativeImageAttack
 from venomkit.attacks.objectives import TAaMRObjective
+from venomkit.config import check_int
 from venomkit.models.freeze import freeze, frozen_eval
 
 
@@ -39,10 +40,8 @@ class TAaMRConfig(IterativeConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.n_popular, bool) or not isinstance(self.n_popular, int) or self.n_popular < 1:
-            raise ValueError(f"n_popular must be a positive integer, got {self.n_popular!r}")
-        if self.target_class is not None and (isinstance(self.target_class, bool) or not isinstance(self.target_class, int) or self.target_class < 0):
-            raise ValueError(f"target_class must be a non-negative integer or none, got {self.target_class!r}")
+        check_int("n_popular", self.n_popular)
+        check_int("target_class", self.target_class, 0, optional=True)
 
 
 class TAaMR(IterativeImageAttack):

@@ -39,6 +39,7 @@ import torch
 from venomkit.attacks.base import Attack, AttackConfig, Forward
 from venomkit.attacks.pgd import PromotionConfig
 from venomkit.attacks.targets import Knowledge
+from venomkit.config import check_int
 from venomkit.encoders.base import TextEncoder
 from venomkit.eval.text_edits import real_token_mask, real_tokens, silent_token_mask, text_edit_ratio, vocabulary_strings
 from venomkit.progress import progress as progress_bar
@@ -86,8 +87,7 @@ class TextBudgetConfig:
         r = self.max_edit_ratio
         if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or not 0 < r <= 1:
             raise ValueError(f"max_edit_ratio must be in (0, 1], got {r!r}")
-        if isinstance(self.n_candidates, bool) or not isinstance(self.n_candidates, int) or self.n_candidates < 1:
-            raise ValueError(f"n_candidates must be a positive integer, got {self.n_candidates!r}")
+        check_int("n_candidates", self.n_candidates)
         for name in ("keep_stopwords", "protect_category", "word_tokens_only", "allow_prompt_words"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")

@@ -123,8 +123,7 @@ class UATConfig:
             raise ValueError(f"{name}.lambda_align must be > 0 for method 'uat_mc' (0 is plain UAT)")
         for field_name in ("steps", "epochs", "batch_size", "eval_every"):
             check_int(f"{name}.{field_name}", getattr(self, field_name), 1)
-        if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0):
-            raise ValueError(f"{name}.patience must be an integer >= 0 or None, got {self.patience!r}")
+        check_int(f"{name}.patience", self.patience, 0, optional=True)
         if self.step_size is not None and (isinstance(self.step_size, bool) or not isinstance(self.step_size, (int, float)) or not self.step_size > 0):
             raise ValueError(f"{name}.step_size must be a number > 0 or None, got {self.step_size!r}")
         if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not self.lr > 0:

@@ -76,6 +76,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from venomkit.config import check_int
 from venomkit.encoders.base import Images, group_by_size
 from venomkit.encoders.preprocess import resize_images
 from venomkit.models.freeze import freeze
@@ -126,8 +127,7 @@ def run_step_index(num_steps: int, strength: float, schedule_step: int) -> int:
     run index 0 at strength 0.5 and is not run at all at strength 0.3 (ValueError).
     ``schedule_step == num_steps`` means the final clean latent (run index ``len(timesteps)``).
     """
-    if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be an int >= 1, got {num_steps!r}")
+    check_int("num_steps", num_steps)
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength must be in [0, 1], got {strength}")
     start = _img2img_start(num_steps, strength)
@@ -182,8 +182,7 @@ class LatentInjection:
         if not isinstance(delta, torch.Tensor) or delta.dim() != 4:
             got = tuple(delta.shape) if isinstance(delta, torch.Tensor) else type(delta).__name__
             raise ValueError(f"delta must be a (B, C, h, w) tensor, got {got}")
-        if not isinstance(at_step, int) or at_step < 0:
-            raise ValueError(f"at_step must be an int >= 0, got {at_step!r}")
+        check_int("at_step", at_step, 0)
         self.delta = delta
         self.eta = float(eta)
         self.at_step = at_step
@@ -407,8 +406,7 @@ class DiffusionImg2Img(torch.nn.Module):
         shape = self.latent_shape(batch, height, width)
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
-        if not isinstance(num_steps, int) or num_steps < 1:
-            raise ValueError(f"num_steps must be an int >= 1, got {num_steps!r}")
+        check_int("num_steps", num_steps)
         if guidance_scale < 0:
             raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale}")
         n_run = num_steps - _img2img_start(num_steps, strength)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from venomkit.config import check_int
 from venomkit.progress import progress as progress_bar
 from venomkit.victims.mllm.ranker import MLLMRanker
 
@@ -47,8 +48,7 @@ def fused_representations(
 
 def exposure_counts(victim, k: int = 20, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(in_top_k (I,), appearances (I,)) over the victim's candidate lists, clean ranker scores."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    check_int("k", k)
     in_top = np.zeros(victim.n_items, dtype=np.int64)
     seen = np.zeros(victim.n_items, dtype=np.int64)
     for cl in progress_bar(victim.lists, desc="exposure", unit="user", leave=False, enabled=progress):
@@ -94,8 +94,7 @@ def exposure_region(victim, *, k: int = 20, n_items: int = 20, min_lists: int = 
     ``min_lists``: an item must appear in at least that many candidate lists to be ranked by
     its rate (a rate over one or two lists is noise); ``exclude``: items never used (targets).
     """
-    if isinstance(n_items, bool) or not isinstance(n_items, int) or n_items < 1:
-        raise ValueError(f"n_items must be a positive integer, got {n_items!r}")
+    check_int("n_items", n_items)
     in_top, seen = exposure_counts(victim, k, progress=progress)
     rate = np.where(seen > 0, in_top / np.maximum(seen, 1), 0.0)
     eligible = np.flatnonzero(seen >= min_lists)

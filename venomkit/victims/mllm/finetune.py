@@ -48,6 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from venomkit.config import check_int
 from venomkit.progress import progress as progress_bar
 from venomkit.victims.mllm.candidates import item_titles, sample_history, sample_negative
 
@@ -106,16 +107,14 @@ class FinetuneConfig:
             raise ValueError(
                 f"FinetuneConfig: set exactly one of steps and epochs, got steps={self.steps!r}, epochs={self.epochs!r}"
             )
-        if self.steps is not None and (not _is_int(self.steps) or self.steps < 1):
-            raise ValueError(f"FinetuneConfig.steps must be an integer >= 1 (or None with epochs), got {self.steps!r}")
+        if self.steps is not None:
+            check_int("FinetuneConfig.steps", self.steps, 1, hint="or None with epochs")
         if self.epochs is not None and (not _is_number(self.epochs) or not self.epochs > 0):
             raise ValueError(f"FinetuneConfig.epochs must be a number > 0 (or None with steps), got {self.epochs!r}")
         for name in ("batch_size", "lora_r"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
-                raise ValueError(f"FinetuneConfig.{name} must be an integer >= 1, got {getattr(self, name)!r}")
+            check_int(f"FinetuneConfig.{name}", getattr(self, name), 1)
         for name in ("warmup", "seed"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
-                raise ValueError(f"FinetuneConfig.{name} must be an integer >= 0, got {getattr(self, name)!r}")
+            check_int(f"FinetuneConfig.{name}", getattr(self, name), 0)
         for name in ("lr", "lora_alpha", "grad_clip"):
             value = getattr(self, name)
             if not _is_number(value) or not value > 0 or not math.isfinite(value):
@@ -130,8 +129,7 @@ class FinetuneConfig:
                 raise ValueError(f"FinetuneConfig.{name} must be a number in [0, 1), got {value!r}")
         if not _is_number(self.popular_negatives) or not 0.0 <= self.popular_negatives <= 1.0:
             raise ValueError(f"FinetuneConfig.popular_negatives must be a number in [0, 1], got {self.popular_negatives!r}")
-        if self.max_history is not None and (not _is_int(self.max_history) or self.max_history < 0):
-            raise ValueError(f"FinetuneConfig.max_history must be an integer >= 0 or None, got {self.max_history!r}")
+        check_int("FinetuneConfig.max_history", self.max_history, 0, optional=True)
         targets = (self.lora_targets,) if isinstance(self.lora_targets, str) else self.lora_targets
         if not isinstance(targets, Iterable) or not targets or not all(
             isinstance(t, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", t) for t in targets
@@ -404,10 +402,6 @@ def catalog_images(catalog, items: Sequence[int]) -> torch.Tensor | list[torch.T
     if len({tuple(im.shape) for im in images}) == 1:
         return torch.stack(images)
     return images
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:
