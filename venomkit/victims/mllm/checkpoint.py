@@ -35,7 +35,7 @@ import torch
 import venomkit
 from venomkit.atomic import TMP_PREFIX, write_json
 from venomkit.models.resolve import library_progress_bars_off
-from venomkit.victims.mllm.finetune import MODES, has_adapters
+from venomkit.victims.mllm.finetune import MODES, has_adapters, peft_wrapping
 from venomkit.victims.mllm.ranker import MLLMRanker
 
 INFO_FILE = "ranker.json"
@@ -193,7 +193,8 @@ def load_ranker(
         return RankerCheckpoint(ranker, None, info)
     ranker = MLLMRanker.load(info["base"], **kwargs)
     try:
-        adapter = PeftModel.from_pretrained(ranker.model, str(folder), is_trainable=False)
+        with peft_wrapping():
+            adapter = PeftModel.from_pretrained(ranker.model, str(folder), is_trainable=False)
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         reason = " ".join(str(exc).split())[:300]
         raise RankerCheckpointError(

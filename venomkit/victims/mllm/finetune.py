@@ -37,9 +37,11 @@ histories and text drops).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -258,7 +260,19 @@ def add_lora(ranker, config: FinetuneConfig):
         r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
         target_modules=regex, bias="none",
     )  # fmt: skip
-    return get_peft_model(ranker.model, lora)
+    with peft_wrapping():
+        return get_peft_model(ranker.model, lora)
+
+
+@contextlib.contextmanager
+def peft_wrapping():
+    """Around peft's model wrapping (``get_peft_model``, ``PeftModel.from_pretrained``): peft 0.21
+    reads transformers' deprecated ``is_gradient_checkpointing`` alias, whose FutureWarning
+    (transformers 5.2x) would print on every fine-tune and every LoRA victim loaded; the alias is
+    theirs to change, so only that one message is silenced, only here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def _positive_rows(dataset, exclude: set[int], extra_rows: Sequence[TrainingRow]) -> list[TrainingRow]:
