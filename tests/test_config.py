@@ -1,10 +1,11 @@
-"""venomkit.config: the one integer check every config and flag goes through."""
+"""venomkit.config: the one integer check and the one number check every config and flag goes through."""
 
 import pytest
 
 from venomkit.attacks.pgd import PGDConfig
+from venomkit.runs.poisoning import PoisoningRunConfig
 from venomkit.attacks.taamr import TAaMRConfig
-from venomkit.config import build_config, check_int
+from venomkit.config import build_config, check_int, check_number
 from venomkit.victims.mllm.finetune import FinetuneConfig
 
 
@@ -37,3 +38,47 @@ def test_attack_and_finetune_configs_share_the_message():
         FinetuneConfig(max_history=-2)
     with pytest.raises(ValueError, match=r"recipe.yaml: FinetuneConfig.lora_r must be an integer >= 1, got 0"):
         build_config(FinetuneConfig, {"lora_r": 0}, where="recipe.yaml")
+
+
+@pytest.mark.parametrize(
+    "value,bounds,options",
+    [(0.5, (0, 1), {}), (1, (0, 1), {}), (0, (0, 1), {}), (1e-9, (0, None), {"low_open": True}), (-3.5, (None, None), {})],
+)
+def test_check_number_accepts_finite_numbers_in_the_interval_as_floats(value, bounds, options):
+    out = check_number("field", value, *bounds, **options)
+    assert out == value and type(out) is float
+
+
+@pytest.mark.parametrize(
+    "value,bounds,options,expected",
+    [
+        (0, (0, 1), {"low_open": True}, "mr must be a number in (0, 1], got 0"),
+        (1.0, (0, 1), {"high_open": True}, "mr must be a number in [0, 1), got 1.0"),
+        (-1, (0, None), {}, "mr must be a number >= 0, got -1"),
+        (0.0, (0, None), {"low_open": True}, "mr must be a number > 0, got 0.0"),
+        (2, (None, 1), {}, "mr must be a number <= 1, got 2"),
+        (float("nan"), (None, None), {}, "mr must be a finite number, got nan"),
+        (float("inf"), (0, None), {}, "mr must be a number >= 0, got inf"),
+        (True, (0, 1), {}, "mr must be a number in [0, 1], got True"),
+        ("0.5", (0, 1), {}, "mr must be a number in [0, 1], got '0.5'"),
+        (None, (0, 1), {}, "mr must be a number in [0, 1], got None"),
+        (-1, (0, None), {"optional": True, "hint": "nats"}, "mr must be a number >= 0 or None (nats), got -1"),
+    ],
+)
+def test_check_number_rejects_with_one_line_naming_the_field(value, bounds, options, expected):
+    with pytest.raises(ValueError) as info:
+        check_number("mr", value, *bounds, **options)
+    assert str(info.value) == expected
+
+
+def test_check_number_optional_passes_none_through():
+    assert check_number("step_size", None, 0, low_open=True, optional=True) is None
+
+
+def test_configs_share_the_number_message():
+    with pytest.raises(ValueError, match=r"^mr must be a number in \(0, 1\], got 1.5$"):
+        PoisoningRunConfig(mr=1.5)
+    with pytest.raises(ValueError, match=r"^FinetuneConfig.text_drop must be a number in \[0, 1\), got 1.0$"):
+        FinetuneConfig(text_drop=1.0)
+    with pytest.raises(ValueError, match=r"^temperature must be a number > 0, got 0$"):
+        PGDConfig(temperature=0)

@@ -19,6 +19,8 @@ are booleans, ``a,b`` is a tuple. Validation of values stays in each dataclass's
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import types
 import typing
 from fractions import Fraction
@@ -137,6 +139,46 @@ def check_int(name: str, value: Any, minimum: int = 1, hint: str = "", optional:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         extra = (" or None" if optional else "") + (f" ({hint})" if hint else "")
         raise ValueError(f"{name} must be an integer >= {minimum}{extra}, got {value!r}")
+
+
+def check_number(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    hint: str = "",
+    optional: bool = False,
+) -> float | None:
+    """The one number check of configs and flags: ``value`` is a finite real number (not a bool)
+    within ``[low, high]`` (``low_open`` / ``high_open``: that end excluded; None: unbounded), or
+    None where ``optional``. Returns it as a float (None stays None).
+
+    Raises ``ValueError("NAME must be a number in (LOW, HIGH] [or None] (HINT), got VALUE")``,
+    or ``> LOW`` / ``<= HIGH`` / ``finite`` with one bound or none: one line naming the field.
+    """
+    if optional and value is None:
+        return None
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        if low is not None and high is not None:
+            bounds = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif low is not None:
+            bounds = f"{'>' if low_open else '>='} {low:g}"
+        elif high is not None:
+            bounds = f"{'<' if high_open else '<='} {high:g}"
+        else:
+            bounds = "finite"
+        what = f"a number {bounds}" if bounds != "finite" else "a finite number"
+        extra = (" or None" if optional else "") + (f" ({hint})" if hint else "")
+        raise ValueError(f"{name} must be {what}{extra}, got {value!r}")
+    return float(value)
 
 
 def config_fields(cls: type) -> dict[str, Any]:

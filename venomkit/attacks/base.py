@@ -39,7 +39,7 @@ from typing import Any, Callable, ClassVar, Literal, Mapping, Sequence
 import torch
 from torch import nn
 
-from venomkit.config import build_config, check_int, replace_config
+from venomkit.config import build_config, check_int, check_number, replace_config
 from venomkit.encoders.base import ImageEncoder, group_by_size
 from venomkit.eval.text_edits import token_edit_ratio  # the token budget's unit; importable from here too
 from venomkit.models.freeze import frozen_eval  # the attack contract's freezing; importable from here too
@@ -196,14 +196,6 @@ class AttackConfig:
         check_int("seed", self.seed, 0)
         if not isinstance(self.batch_targets, bool):
             raise ValueError(f"batch_targets must be true or false, got {self.batch_targets!r}")
-
-
-def _check_positive(name: str, value: Any, integer: bool = False, allow_zero: bool = False) -> None:
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        what = "an integer" if integer else "a number"
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be {what} {bound}, got {value!r}")
 
 
 def victim_with_image_encoder(victim: Victim, encoder: ImageEncoder) -> Victim:
@@ -469,14 +461,14 @@ class IterativeConfig(AttackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_positive("eps", self.eps)
+        check_number("eps", self.eps, 0, low_open=True)
         if self.norm not in ("linf", "l2"):
             raise ValueError(f"norm must be 'linf' or 'l2', got {self.norm!r}")
         if self.norm == "linf" and self.eps > 1:
             raise ValueError(f"eps must be <= 1 for an L-inf budget on [0, 1] images, got {self.eps}")
-        _check_positive("steps", self.steps, integer=True)
+        check_int("steps", self.steps, 1)
         if self.step_size is not None:
-            _check_positive("step_size", self.step_size)
+            check_number("step_size", self.step_size, 0, low_open=True)
         if self.schedule not in ("constant", "cosine", "linear"):
             raise ValueError(f"schedule must be 'constant', 'cosine' or 'linear', got {self.schedule!r}")
         for name in ("random_start", "keep_best"):

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from venomkit.config import check_int
+from venomkit.config import check_int, check_number
 from venomkit.progress import progress as progress_bar
 from venomkit.victims.base import MODALITIES, Victim
 
@@ -52,8 +52,7 @@ class FeatureAttackConfig:
 
     def __post_init__(self) -> None:
         name = type(self).__name__
-        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not 0 < self.eps <= 10:
-            raise ValueError(f"{name}.eps must be a number in (0, 10], got {self.eps!r}")
+        check_number(f"{name}.eps", self.eps, 0, 10, low_open=True)
         for field_name in ("steps", "k"):
             check_int(f"{name}.{field_name}", getattr(self, field_name), 1)
         if self.align_weight < 0:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from venomkit.attacks.base import AttackConfig, IterativeConfig, IterativeImageAttack, _check_positive
+from venomkit.attacks.base import AttackConfig, IterativeConfig, IterativeImageAttack
 from venomkit.attacks.pgd import PromotionConfig
+from venomkit.config import check_number
 
 
 @dataclass
@@ -23,7 +24,7 @@ class FGSMConfig(AttackConfig, PromotionConfig):
 
     def __post_init__(self) -> None:
         AttackConfig.__post_init__(self)
-        _check_positive("eps", self.eps)
+        check_number("eps", self.eps, 0, low_open=True)
         if self.norm not in ("linf", "l2"):
             raise ValueError(f"norm must be 'linf' or 'l2', got {self.norm!r}")
         if self.norm == "linf" and self.eps > 1:

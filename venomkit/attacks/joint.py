@@ -14,7 +14,6 @@ hinge's feature gradient is piecewise constant for a VBPR-style linear victim).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -24,7 +23,7 @@ from venomkit.attacks.base import Attack, AttackConfig, Forward, IterativeConfig
 from venomkit.attacks.objectives import gradient_alignment
 from venomkit.attacks.pgd import PromotionConfig
 from venomkit.attacks.token_hotflip import TextBudgetConfig, TextFlipper
-from venomkit.config import check_int
+from venomkit.config import check_int, check_number
 
 
 @dataclass
@@ -42,9 +41,7 @@ class JointConfig(IterativeConfig, PromotionConfig, TextBudgetConfig):
         IterativeConfig.__post_init__(self)
         self.check_promotion()
         self.check_text_budget()
-        w = self.align_weight
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
-            raise ValueError(f"align_weight must be a number >= 0, got {w!r}")
+        check_number("align_weight", self.align_weight, 0)
         check_int("flip_every", self.flip_every)
         if self.keep_best:
             raise ValueError("keep_best must be false for the joint attack (the text changes between pixel steps)")

@@ -11,7 +11,6 @@ attack never makes a target worse). The base class reverts any text below the th
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, Sequence
 
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 
 from venomkit.attacks.base import Attack, AttackConfig, Forward
 from venomkit.attacks.pgd import PromotionConfig
-from venomkit.config import check_int
+from venomkit.config import check_int, check_number
 from venomkit.progress import progress as progress_bar
 from venomkit.victims.base import Victim
 
@@ -54,12 +53,8 @@ class LLMRewriteConfig(AttackConfig, PromotionConfig):
             raise ValueError(f"lm must be a non-empty model spec, got {self.lm!r}")
         for name in ("n_candidates", "n_style_examples"):
             check_int(name, getattr(self, name))
-        s = self.min_similarity
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or not -1 <= s <= 1:
-            raise ValueError(f"min_similarity must be in [-1, 1], got {s!r}")
-        t = self.sampling_temperature
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
-            raise ValueError(f"sampling_temperature must be > 0, got {t!r}")
+        check_number("min_similarity", self.min_similarity, -1, 1)
+        check_number("sampling_temperature", self.sampling_temperature, 0, low_open=True)
 
 
 class LLMRewrite(Attack):

@@ -9,13 +9,12 @@ budget 8/255 is TAaMR's (Di Noia et al. 2020).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from venomkit.attacks.base import AttackConfig, IterativeConfig, IterativeImageAttack
 from venomkit.attacks.objectives import PromotionHinge
-from venomkit.config import check_int
+from venomkit.config import check_int, check_number
 
 
 @dataclass
@@ -37,12 +36,10 @@ class PromotionConfig:
 
     def check_promotion(self) -> None:
         check_int("k", self.k)
-        if isinstance(self.margin, bool) or not isinstance(self.margin, (int, float)) or not math.isfinite(self.margin):
-            raise ValueError(f"margin must be a finite number, got {self.margin!r}")
+        check_number("margin", self.margin)
         if self.objective not in ("hinge", "soft", "sigmoid"):
             raise ValueError(f"objective must be 'hinge', 'soft' or 'sigmoid', got {self.objective!r}")
-        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) or not self.temperature > 0:
-            raise ValueError(f"temperature must be a number > 0, got {self.temperature!r}")
+        check_number("temperature", self.temperature, 0, low_open=True)
 
     def promotion_objective(self) -> PromotionHinge:
         return PromotionHinge(k=self.k, margin=float(self.margin), variant=self.objective, temperature=float(self.temperature))

@@ -39,7 +39,7 @@ import torch
 from venomkit.attacks.base import Attack, AttackConfig, Forward
 from venomkit.attacks.pgd import PromotionConfig
 from venomkit.attacks.targets import Knowledge
-from venomkit.config import check_int
+from venomkit.config import check_int, check_number
 from venomkit.encoders.base import TextEncoder
 from venomkit.eval.text_edits import real_token_mask, real_tokens, silent_token_mask, text_edit_ratio, vocabulary_strings
 from venomkit.progress import progress as progress_bar
@@ -84,18 +84,14 @@ class TextBudgetConfig:
     max_log_prob_drop: float = 5.0
 
     def check_text_budget(self) -> None:
-        r = self.max_edit_ratio
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or not 0 < r <= 1:
-            raise ValueError(f"max_edit_ratio must be in (0, 1], got {r!r}")
+        check_number("max_edit_ratio", self.max_edit_ratio, 0, 1, low_open=True)
         check_int("n_candidates", self.n_candidates)
         for name in ("keep_stopwords", "protect_category", "word_tokens_only", "allow_prompt_words"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.fluency_lm is not None and (not isinstance(self.fluency_lm, str) or not self.fluency_lm.strip()):
             raise ValueError(f"fluency_lm must be a language model spec (zoo:toyshop-lm, a folder, a hub id) or none, got {self.fluency_lm!r}")
-        d = self.max_log_prob_drop
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or d < 0:
-            raise ValueError(f"max_log_prob_drop must be a number >= 0 (nats), got {d!r}")
+        check_number("max_log_prob_drop", self.max_log_prob_drop, 0, hint="nats")
 
     def within_text_budget(self, text_encoder: TextEncoder, clean: str, adv: str) -> bool:
         """Whether ``adv`` edits at most ``max_edit_ratio`` of ``clean``'s real tokens (``text_edit_ratio``)."""

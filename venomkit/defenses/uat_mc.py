@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from venomkit.config import check_int
+from venomkit.config import check_int, check_number
 from venomkit.victims.base import MODALITIES, Victim
 from venomkit.victims.feature_adversary import (
     FeatureAdversaryConfig,
@@ -109,10 +109,7 @@ class UATConfig:
         if self.lambda_align is None:
             self.lambda_align = 1.0 if self.method == "uat_mc" else 0.0
         for field_name, low, high in (("eps", 0.0, 10.0), ("beta", 0.0, 1000.0), ("lambda_align", 0.0, 1000.0)):
-            value = getattr(self, field_name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                raise ValueError(f"{name}.{field_name} must be a number in [{low}, {high}], got {value!r}")
-            setattr(self, field_name, float(value))
+            setattr(self, field_name, check_number(f"{name}.{field_name}", getattr(self, field_name), low, high))
         if self.eps == 0.0:
             raise ValueError(f"{name}.eps must be > 0 (0 is plain BPR training)")
         if self.beta == 0.0:
@@ -124,12 +121,9 @@ class UATConfig:
         for field_name in ("steps", "epochs", "batch_size", "eval_every"):
             check_int(f"{name}.{field_name}", getattr(self, field_name), 1)
         check_int(f"{name}.patience", self.patience, 0, optional=True)
-        if self.step_size is not None and (isinstance(self.step_size, bool) or not isinstance(self.step_size, (int, float)) or not self.step_size > 0):
-            raise ValueError(f"{name}.step_size must be a number > 0 or None, got {self.step_size!r}")
-        if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not self.lr > 0:
-            raise ValueError(f"{name}.lr must be a number > 0, got {self.lr!r}")
-        if not isinstance(self.weight_decay, (int, float)) or isinstance(self.weight_decay, bool) or self.weight_decay < 0:
-            raise ValueError(f"{name}.weight_decay must be a number >= 0, got {self.weight_decay!r}")
+        check_number(f"{name}.step_size", self.step_size, 0, low_open=True, optional=True)
+        check_number(f"{name}.lr", self.lr, 0, low_open=True)
+        check_number(f"{name}.weight_decay", self.weight_decay, 0)
         if not isinstance(self.random_start, bool):
             raise ValueError(f"{name}.random_start must be true or false, got {self.random_start!r}")
         if self.align_reduction not in ("mean", "sum"):

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from venomkit.atomic import jsonable
-from venomkit.config import build_config, check_int
+from venomkit.config import build_config, check_int, check_number
 from venomkit.progress import progress as progress_bar
 
 DEFAULT_FINETUNE: dict[str, Any] = {"steps": 150}
@@ -134,8 +134,7 @@ class PoisoningRunConfig:
             raise ValueError(f"ks must be a list of integers >= 1, got {self.ks!r}")
         if self.threads is not None:
             check_int("threads", self.threads, 1, hint="or null: torch's count")
-        if isinstance(self.mr, bool) or not isinstance(self.mr, (int, float)) or not 0 < self.mr <= 1:
-            raise ValueError(f"mr must be a number in (0, 1], got {self.mr!r}")
+        check_number("mr", self.mr, 0, 1, low_open=True)
         if not isinstance(self.finetune, dict):
             raise ValueError(f"finetune must be a mapping of FinetuneConfig fields, got {self.finetune!r}")
         self.finetune_config = build_config(FinetuneConfig, dict(self.finetune), where="finetune")

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from venomkit.config import check_int
+from venomkit.config import check_int, check_number
 from venomkit.encoders.base import ImageEncoder, Images, TextEncoder, encode_images
 from venomkit.models.freeze import freeze
 from venomkit.victims.scoring import TargetScorer, TokenTexts
@@ -127,15 +127,7 @@ def _check_int(cfg: object, name: str, minimum: int) -> None:
 
 
 def _check_float(cfg: object, name: str, minimum: float | None = None, maximum: float | None = None, strict_min: bool = False) -> None:
-    value = getattr(cfg, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise ValueError(f"{type(cfg).__name__}.{name} must be a number, got {value!r}")
-    if minimum is not None and (value < minimum or (strict_min and value == minimum)):
-        op = ">" if strict_min else ">="
-        raise ValueError(f"{type(cfg).__name__}.{name} must be {op} {minimum}, got {value!r}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{type(cfg).__name__}.{name} must be <= {maximum}, got {value!r}")
-    setattr(cfg, name, float(value))
+    setattr(cfg, name, check_number(f"{type(cfg).__name__}.{name}", getattr(cfg, name), minimum, maximum, low_open=strict_min))
 
 
 class Victim(nn.Module, TargetScorer):

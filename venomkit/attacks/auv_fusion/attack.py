@@ -55,9 +55,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from venomkit.attacks.base import Attack, AttackConfig, PrepareContext, _check_positive, target_generator
+from venomkit.attacks.base import Attack, AttackConfig, PrepareContext, target_generator
 from venomkit.attacks.auv_fusion.perturbation import PerturbationMLP
 from venomkit.attacks.auv_fusion.user_model import DualViewConfig, DualViewGCN, nearest_items
+from venomkit.config import check_int, check_number
 
 logger = logging.getLogger(__name__)
 
@@ -138,13 +139,13 @@ class AUVFusionConfig(AttackConfig):
         super().__post_init__()
         for name in ("num_steps", "embed_dim", "knn_k", "user_epochs", "group_size", "mlp_items", "mlp_epochs", "mlp_batch",
                      "mlp_grid", "mlp_hidden", "image_steps"):
-            _check_positive(name, getattr(self, name), integer=True)
+            check_int(name, getattr(self, name), 1)
         for name in ("gcn_layers", "knn_layers", "refine_steps"):
-            _check_positive(name, getattr(self, name), integer=True, allow_zero=True)
+            check_int(name, getattr(self, name), 0)
         for name in ("user_lr", "mlp_lr", "image_lr", "delta_scale"):
-            _check_positive(name, getattr(self, name))
+            check_number(name, getattr(self, name), 0, low_open=True)
         for name in ("eta", "clip_weight", "ssim_weight", "align_weight", "promotion_weight", "guidance_scale"):
-            _check_positive(name, getattr(self, name), allow_zero=True)
+            check_number(name, getattr(self, name), 0)
         if not 0 < self.strength <= 1:
             raise ValueError(f"strength must be in (0, 1], got {self.strength!r}")
         if self.inject_at is not None:
@@ -159,11 +160,11 @@ class AUVFusionConfig(AttackConfig):
         if self.prompt not in ("empty", "text"):
             raise ValueError(f"prompt must be empty or text, got {self.prompt!r}")
         if self.working_size is not None:
-            _check_positive("working_size", self.working_size, integer=True)
+            check_int("working_size", self.working_size, 1)
         if self.reference not in ("photo", "uninjected"):
             raise ValueError(f"reference must be photo or uninjected, got {self.reference!r}")
         if self.eps is not None:
-            _check_positive("eps", self.eps)
+            check_number("eps", self.eps, 0, low_open=True)
             if self.eps > 1:
                 raise ValueError(f"eps must be <= 1 for an L-inf cap on [0, 1] images, got {self.eps}")
 

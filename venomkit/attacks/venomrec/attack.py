@@ -47,11 +47,12 @@ from typing import Any, ClassVar, Literal, Sequence
 
 import torch
 
-from venomkit.attacks.base import Attack, AttackConfig, _check_positive, target_generator
+from venomkit.attacks.base import Attack, AttackConfig, target_generator
 from venomkit.attacks.targets import TargetBatch
 from venomkit.attacks.token_hotflip import TextBudgetConfig, TextFlipper
 from venomkit.attacks.venomrec.exposure import ExposureRegion, exposure_region, fused_representations
 from venomkit.attacks.venomrec.masks import CrossModalMasks, attention_scores, patch_scores_from_pixels, pixel_mask, random_scores, select
+from venomkit.config import check_int, check_number
 from venomkit.progress import progress as progress_bar
 from venomkit.victims.scoring import TokenTexts
 
@@ -100,7 +101,7 @@ class VenomRecConfig(AttackConfig, TextBudgetConfig):
         AttackConfig.__post_init__(self)
         self.check_text_budget()
         for name in ("eps", "eps_start", "growth", "progress", "rho_t", "rho_v"):
-            _check_positive(name, getattr(self, name))
+            check_number(name, getattr(self, name), 0, low_open=True)
         if self.eps > 1 or self.eps_start > self.eps:
             raise ValueError(f"need 0 < eps_start <= eps <= 1, got eps_start={self.eps_start}, eps={self.eps}")
         if self.growth < 1:
@@ -109,11 +110,11 @@ class VenomRecConfig(AttackConfig, TextBudgetConfig):
             if getattr(self, name) > 1:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
         for name in ("rounds", "image_steps", "flips_per_round", "exposure_k", "exposure_items"):
-            _check_positive(name, getattr(self, name), integer=True)
+            check_int(name, getattr(self, name), 1)
         if self.step_size is not None:
-            _check_positive("step_size", self.step_size)
+            check_number("step_size", self.step_size, 0, low_open=True)
         for name in ("align_weight", "score_weight"):
-            _check_positive(name, getattr(self, name), allow_zero=True)
+            check_number(name, getattr(self, name), 0)
         if self.align_weight == 0 and self.score_weight == 0:
             raise ValueError("align_weight and score_weight are both 0: the objective would be empty")
         if self.mask not in ("attention", "saliency", "random"):

@@ -24,9 +24,10 @@ from typing import ClassVar
 
 import torch
 
-from venomkit.attacks.base import Attack, AttackConfig, IterativeConfig, _check_positive, pgd_loop, target_generator
+from venomkit.attacks.base import Attack, AttackConfig, IterativeConfig, pgd_loop, target_generator
 from venomkit.attacks.targets import TargetBatch
 from venomkit.attacks.token_hotflip import TextBudgetConfig, TextFlipper
+from venomkit.config import check_int, check_number
 from venomkit.encoders.preprocess import resize_images
 
 
@@ -40,7 +41,7 @@ class ContentBudgetConfig(AttackConfig, TextBudgetConfig):
     def __post_init__(self) -> None:
         AttackConfig.__post_init__(self)
         self.check_text_budget()
-        _check_positive("eps", self.eps)
+        check_number("eps", self.eps, 0, low_open=True)
         if self.eps > 1:
             raise ValueError(f"eps must be <= 1 for an L-inf budget on [0, 1] images, got {self.eps}")
 
@@ -129,8 +130,8 @@ class ShadowCastConfig(ContentBudgetConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_positive("steps", self.steps, integer=True)
-        _check_positive("n_popular", self.n_popular, integer=True)
+        check_int("steps", self.steps, 1)
+        check_int("n_popular", self.n_popular, 1)
 
 
 class ShadowCast(_ContentBaseline):

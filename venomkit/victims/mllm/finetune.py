@@ -50,7 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from venomkit.config import check_int
+from venomkit.config import check_int, check_number
 from venomkit.progress import progress as progress_bar
 from venomkit.victims.mllm.candidates import item_titles, sample_history, sample_negative
 
@@ -111,26 +111,19 @@ class FinetuneConfig:
             )
         if self.steps is not None:
             check_int("FinetuneConfig.steps", self.steps, 1, hint="or None with epochs")
-        if self.epochs is not None and (not _is_number(self.epochs) or not self.epochs > 0):
-            raise ValueError(f"FinetuneConfig.epochs must be a number > 0 (or None with steps), got {self.epochs!r}")
+        if self.epochs is not None:
+            check_number("FinetuneConfig.epochs", self.epochs, 0, low_open=True, hint="or None with steps")
         for name in ("batch_size", "lora_r"):
             check_int(f"FinetuneConfig.{name}", getattr(self, name), 1)
         for name in ("warmup", "seed"):
             check_int(f"FinetuneConfig.{name}", getattr(self, name), 0)
         for name in ("lr", "lora_alpha", "grad_clip"):
-            value = getattr(self, name)
-            if not _is_number(value) or not value > 0 or not math.isfinite(value):
-                raise ValueError(f"FinetuneConfig.{name} must be a finite number > 0, got {value!r}")
+            check_number(f"FinetuneConfig.{name}", getattr(self, name), 0, low_open=True)
         for name in ("weight_decay", "pairwise_weight"):
-            value = getattr(self, name)
-            if not _is_number(value) or not value >= 0 or not math.isfinite(value):
-                raise ValueError(f"FinetuneConfig.{name} must be a finite number >= 0, got {value!r}")
+            check_number(f"FinetuneConfig.{name}", getattr(self, name), 0)
         for name in ("lora_dropout", "text_drop"):
-            value = getattr(self, name)
-            if not _is_number(value) or not 0.0 <= value < 1.0:
-                raise ValueError(f"FinetuneConfig.{name} must be a number in [0, 1), got {value!r}")
-        if not _is_number(self.popular_negatives) or not 0.0 <= self.popular_negatives <= 1.0:
-            raise ValueError(f"FinetuneConfig.popular_negatives must be a number in [0, 1], got {self.popular_negatives!r}")
+            check_number(f"FinetuneConfig.{name}", getattr(self, name), 0, 1, high_open=True)
+        check_number("FinetuneConfig.popular_negatives", self.popular_negatives, 0, 1)
         check_int("FinetuneConfig.max_history", self.max_history, 0, optional=True)
         targets = (self.lora_targets,) if isinstance(self.lora_targets, str) else self.lora_targets
         if not isinstance(targets, Iterable) or not targets or not all(
@@ -416,10 +409,6 @@ def catalog_images(catalog, items: Sequence[int]) -> torch.Tensor | list[torch.T
     if len({tuple(im.shape) for im in images}) == 1:
         return torch.stack(images)
     return images
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 __all__ = [
