@@ -76,7 +76,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from venomkit.config import check_int
+from venomkit.config import check_int, check_number
 from venomkit.encoders.base import Images, group_by_size
 from venomkit.encoders.preprocess import resize_images
 from venomkit.models.freeze import freeze
@@ -128,8 +128,7 @@ def run_step_index(num_steps: int, strength: float, schedule_step: int) -> int:
     ``schedule_step == num_steps`` means the final clean latent (run index ``len(timesteps)``).
     """
     check_int("num_steps", num_steps)
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    check_number("strength", strength, 0, 1)
     start = _img2img_start(num_steps, strength)
     if not isinstance(schedule_step, int) or not 0 <= schedule_step <= num_steps:
         raise ValueError(f"schedule_step must be an int in [0, {num_steps}] for a {num_steps}-step schedule, got {schedule_step!r}")
@@ -404,11 +403,9 @@ class DiffusionImg2Img(torch.nn.Module):
         self._check_images(images)
         batch, _, height, width = images.shape
         shape = self.latent_shape(batch, height, width)
-        if not 0.0 <= strength <= 1.0:
-            raise ValueError(f"strength must be in [0, 1], got {strength}")
+        check_number("strength", strength, 0, 1)
         check_int("num_steps", num_steps)
-        if guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale}")
+        check_number("guidance_scale", guidance_scale, 0)
         n_run = num_steps - _img2img_start(num_steps, strength)
         if not isinstance(inject_step, int) or not 0 <= inject_step <= n_run:
             raise ValueError(

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from venomkit.config import check_int, check_number
 from venomkit.models.freeze import freeze
 from venomkit.models.resolve import load_pretrained
 from venomkit.progress import progress as progress_bar
@@ -94,12 +95,9 @@ class LLMRewriter:
         batch_size: int = 32,
         top_k: int = 0,
     ) -> None:
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {top_k}")
+        check_int("max_new_tokens", max_new_tokens)
+        check_int("batch_size", batch_size)
+        check_int("top_k", top_k, 0)
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.spec = str(model)
@@ -139,10 +137,8 @@ class LLMRewriter:
         model to imitate; the same examples are used for every text. Deterministic given
         (text, style examples, n, temperature, seed), whatever the batch composition.
         """
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        check_int("n", n)
+        check_number("temperature", temperature, 0, low_open=True)
         texts = [str(t) for t in texts]
         prompts = [build_rewrite_prompt(t, style_examples) for t in texts]
         rows = [(p, s) for p in prompts for s in range(n)]

@@ -471,11 +471,9 @@ def _cli_train_mllm(args: argparse.Namespace) -> int:
         fields["steps"] = None
     if args.lora_targets is not None:
         fields["lora_targets"] = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
-    for flag, value in (("--eval-users", args.eval_users), ("--negatives", args.negatives)):
-        if value is not None and value < 1:
-            raise ValueError(f"{flag} must be >= 1, got {value}")
-    if args.full_catalogue_users is not None and args.full_catalogue_users < 0:
-        raise ValueError(f"--full-catalogue-users must be >= 0, got {args.full_catalogue_users}")
+    for flag, value, minimum in (("--eval-users", args.eval_users, 1), ("--negatives", args.negatives, 1), ("--full-catalogue-users", args.full_catalogue_users, 0)):
+        if value is not None:  # not given: the config's default
+            check_int(flag, value, minimum)
     try:
         config = FinetuneConfig(**fields)
     except ValueError as exc:  # name the flag, not the Python field

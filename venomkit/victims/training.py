@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from venomkit.config import check_int
+from venomkit.config import check_int, check_number
 from venomkit.progress import progress as progress_bar
 from venomkit.victims.base import Victim, bpr_from_embeddings, bpr_loss
 
@@ -192,10 +192,8 @@ def train_bpr(
     check_int("eval_every", eval_every)
     if patience is not None:
         check_int("patience", patience, minimum=0)
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    check_number("lr", lr, 0, low_open=True)
+    check_number("weight_decay", weight_decay, 0)
     train = split.train
     if tuple(train.matrix.shape) != (victim.n_users, victim.n_items):
         raise ValueError(f"split is {tuple(train.matrix.shape)} users x items, the victim {(victim.n_users, victim.n_items)}")

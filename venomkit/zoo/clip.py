@@ -43,6 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from venomkit.config import check_int, check_number
 from venomkit.data.catalog import Catalog
 from venomkit.zoo.images import fitted_images
 from venomkit.models.freeze import freeze
@@ -109,18 +110,16 @@ class ClipTrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("n_train_items", "n_eval_items", "steps", "batch_size"):
-            if getattr(self, name) < 2:
-                raise ValueError(f"ClipTrainConfig.{name} must be >= 2, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"ClipTrainConfig.lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0 or self.warmup < 0 or self.max_shift < 0:
-            raise ValueError("ClipTrainConfig.weight_decay, warmup and max_shift must be >= 0")
+            check_int(f"ClipTrainConfig.{name}", getattr(self, name), 2)
+        for name in ("warmup", "max_shift"):
+            check_int(f"ClipTrainConfig.{name}", getattr(self, name), 0)
+        check_number("ClipTrainConfig.lr", self.lr, 0, low_open=True)
+        check_number("ClipTrainConfig.weight_decay", self.weight_decay, 0)
         mix = tuple(float(p) for p in self.text_mix)
         if len(mix) != 3 or min(mix) < 0 or not math.isclose(sum(mix), 1.0, abs_tol=1e-6):
             raise ValueError(f"ClipTrainConfig.text_mix must be 3 probabilities summing to 1, got {self.text_mix}")
         self.text_mix = mix
-        if not 0 < self.eval_fraction < 1:
-            raise ValueError(f"ClipTrainConfig.eval_fraction must be in (0, 1), got {self.eval_fraction}")
+        check_number("ClipTrainConfig.eval_fraction", self.eval_fraction, 0, 1, low_open=True, high_open=True)
 
     @classmethod
     def fast(cls) -> "ClipTrainConfig":

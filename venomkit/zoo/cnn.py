@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from venomkit.config import check_int, check_number
 from venomkit.data.catalog import Catalog
 from venomkit.zoo.images import fitted_images
 from venomkit.models.freeze import freeze
@@ -56,14 +57,12 @@ class CnnTrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("n_train_items", "n_eval_items", "steps", "batch_size"):
-            if getattr(self, name) < 2:
-                raise ValueError(f"CnnTrainConfig.{name} must be >= 2, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"CnnTrainConfig.lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0 or self.warmup < 0 or self.max_shift < 0:
-            raise ValueError("CnnTrainConfig.weight_decay, warmup and max_shift must be >= 0")
-        if not 0 < self.eval_fraction < 1:
-            raise ValueError(f"CnnTrainConfig.eval_fraction must be in (0, 1), got {self.eval_fraction}")
+            check_int(f"CnnTrainConfig.{name}", getattr(self, name), 2)
+        for name in ("warmup", "max_shift"):
+            check_int(f"CnnTrainConfig.{name}", getattr(self, name), 0)
+        check_number("CnnTrainConfig.lr", self.lr, 0, low_open=True)
+        check_number("CnnTrainConfig.weight_decay", self.weight_decay, 0)
+        check_number("CnnTrainConfig.eval_fraction", self.eval_fraction, 0, 1, low_open=True, high_open=True)
 
     @classmethod
     def fast(cls) -> "CnnTrainConfig":

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from venomkit.config import check_int, check_number
 from venomkit.generators.llm_text import build_rewrite_prompt, rewrite_tokens
 from venomkit.progress import progress as progress_bar
 from venomkit.zoo.item_descriptions import describe_item, item_attributes
@@ -61,16 +62,12 @@ class LMTrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_length", "steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"LMTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+            check_int(f"LMTrainConfig.{name}", getattr(self, name), 1)
         if self.hidden_size % self.num_heads:
             raise ValueError(f"LMTrainConfig.hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
-        if not 0.0 <= self.style_prob <= 1.0:
-            raise ValueError(f"LMTrainConfig.style_prob must be in [0, 1], got {self.style_prob}")
-        if not 0.0 < self.heldout_fraction < 1.0:
-            raise ValueError(f"LMTrainConfig.heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
-        if self.lr <= 0:
-            raise ValueError(f"LMTrainConfig.lr must be > 0, got {self.lr}")
+        check_number("LMTrainConfig.style_prob", self.style_prob, 0, 1)
+        check_number("LMTrainConfig.heldout_fraction", self.heldout_fraction, 0, 1, low_open=True, high_open=True)
+        check_number("LMTrainConfig.lr", self.lr, 0, low_open=True)
 
     @classmethod
     def fast(cls) -> LMTrainConfig:

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from venomkit.config import check_int, check_number
 from venomkit.models.freeze import freeze
 from venomkit.progress import progress as progress_bar
 from venomkit.zoo.images import fitted_images
@@ -120,8 +121,7 @@ class SDArchitecture:
         if self.text_hidden % self.text_heads:
             raise ValueError(f"SDArchitecture.text_heads={self.text_heads} must divide text_hidden={self.text_hidden}")
         for name in ("vae_layers", "latent_channels", "text_layers", "unet_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"SDArchitecture.{name} must be >= 1, got {getattr(self, name)}")
+            check_int(f"SDArchitecture.{name}", getattr(self, name), 1)
 
 
 #: The shipped toyshop-sd (64 px, ~1.3M VAE, ~3.2M text encoder mostly token table, ~3M UNet).
@@ -190,28 +190,18 @@ class SDTraining:
     perceptual_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.decoder_steps < 0:
-            raise ValueError(f"SDTraining.decoder_steps must be >= 0, got {self.decoder_steps}")
-        if not self.decoder_lr > 0:
-            raise ValueError(f"SDTraining.decoder_lr must be > 0, got {self.decoder_lr}")
-        if self.perceptual_weight < 0:
-            raise ValueError(f"SDTraining.perceptual_weight must be >= 0, got {self.perceptual_weight}")
-        for name in ("vae_steps", "vae_batch", "unet_steps", "unet_batch", "eval_items"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"SDTraining.{name} must be >= 1, got {getattr(self, name)}")
-        if self.extra_items < 0:
-            raise ValueError(f"SDTraining.extra_items must be >= 0, got {self.extra_items}")
-        for name in ("vae_lr", "unet_lr", "text_lr"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"SDTraining.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("kl_weight", "ssim_weight", "colour_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"SDTraining.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("decoder_steps", "extra_items"):
+            check_int(f"SDTraining.{name}", getattr(self, name), 0)
+        for name in ("vae_steps", "vae_batch", "unet_steps", "unet_batch", "eval_items", "low_noise_max"):
+            check_int(f"SDTraining.{name}", getattr(self, name), 1)
+        if self.low_noise_max > 1000:
+            raise ValueError(f"SDTraining.low_noise_max must be in [1, 1000] (a DDPM timestep), got {self.low_noise_max}")
+        for name in ("decoder_lr", "vae_lr", "unet_lr", "text_lr"):
+            check_number(f"SDTraining.{name}", getattr(self, name), 0, low_open=True)
+        for name in ("perceptual_weight", "kl_weight", "ssim_weight", "colour_weight"):
+            check_number(f"SDTraining.{name}", getattr(self, name), 0)
         for name in ("uncond_prob", "low_noise_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"SDTraining.{name} must be in [0, 1], got {getattr(self, name)}")
-        if not 1 <= self.low_noise_max <= 1000:
-            raise ValueError(f"SDTraining.low_noise_max must be in [1, 1000], got {self.low_noise_max}")
+            check_number(f"SDTraining.{name}", getattr(self, name), 0, 1)
 
 
 FULL_TRAINING = SDTraining()

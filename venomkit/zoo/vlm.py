@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from venomkit.config import check_int, check_number
 from venomkit.progress import progress as progress_bar
 from venomkit.victims.mllm.candidates import item_titles, sample_history, sample_negative
 from venomkit.victims.mllm.evaluate import evaluate_ranker
@@ -92,27 +93,19 @@ class VLMTrainConfig:
             "num_layers", "num_heads", "intermediate_size", "vision_intermediate_size", "steps", "batch_size",
             "eval_users", "n_negatives", "k",
         ):  # fmt: skip
-            if getattr(self, name) < 1:
-                raise ValueError(f"VLMTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+            check_int(f"VLMTrainConfig.{name}", getattr(self, name), 1)
         if self.image_size % self.patch_size:
             raise ValueError(f"VLMTrainConfig.image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})")
         if self.hidden_size % self.num_heads or self.vision_hidden_size % self.vision_heads:
             raise ValueError("VLMTrainConfig.hidden_size / vision_hidden_size must be divisible by their head counts")
-        if not 0.0 <= self.text_drop < 1.0:
-            raise ValueError(f"VLMTrainConfig.text_drop must be in [0, 1), got {self.text_drop}")
-        if self.match_steps < 0:
-            raise ValueError(f"VLMTrainConfig.match_steps must be >= 0, got {self.match_steps}")
+        check_number("VLMTrainConfig.text_drop", self.text_drop, 0, 1, high_open=True)
+        check_int("VLMTrainConfig.match_steps", self.match_steps, 0)
         if self.match_schedule not in MATCH_SCHEDULES:
             raise ValueError(f"VLMTrainConfig.match_schedule must be one of {', '.join(MATCH_SCHEDULES)}, got {self.match_schedule!r}")
-        if self.caption_steps < 0 or self.caption_batch_size < 1:
-            raise ValueError(
-                f"VLMTrainConfig.caption_steps must be >= 0 and caption_batch_size >= 1, got "
-                f"{self.caption_steps} / {self.caption_batch_size}"
-            )
-        if self.max_history < 0:
-            raise ValueError(f"VLMTrainConfig.max_history must be >= 0, got {self.max_history}")
-        if self.lr <= 0:
-            raise ValueError(f"VLMTrainConfig.lr must be > 0, got {self.lr}")
+        check_int("VLMTrainConfig.caption_steps", self.caption_steps, 0)
+        check_int("VLMTrainConfig.caption_batch_size", self.caption_batch_size, 1)
+        check_int("VLMTrainConfig.max_history", self.max_history, 0)
+        check_number("VLMTrainConfig.lr", self.lr, 0, low_open=True)
 
     @classmethod
     def fast(cls) -> VLMTrainConfig:

@@ -233,7 +233,7 @@ def test_venomkit_train_victim_mllm_writes_a_loadable_ranker(folder, dataset, tm
         (("--victim", "vbpr", "--lora-r", "4"), ("--lora-r", "--victim vbpr")),
         (("--victim", "mllm", "--lora-r", "0"), ("--lora-r must be an integer >= 1",)),
         (("--victim", "mllm", "--steps", "5", "--epochs", "1"), ("--steps or --epochs",)),
-        (("--victim", "mllm", "--negatives", "0"), ("--negatives must be >= 1",)),
+        (("--victim", "mllm", "--negatives", "0"), ("--negatives must be an integer >= 1, got 0",)),
         (("--victim", "vbpr", "--threads", "0"), ("--threads must be an integer >= 1, got 0",)),
     ],
 )

@@ -29,6 +29,8 @@ import inspect
 import torch
 from torch import nn
 
+from venomkit.config import check_int
+
 
 def cache_argument(core: nn.Module) -> str:
     """The name of the KV-cache argument of ``core.forward``: ``cache`` (transformers >= 5.24) or ``past_key_values``."""
@@ -84,7 +86,6 @@ class PrefixCache:
         """A new ``DynamicCache`` holding the prefix for ``batch`` rows (the stored prefix is untouched)."""
         from transformers import DynamicCache
 
-        if batch < 1:
-            raise ValueError(f"batch must be >= 1, got {batch}")
+        check_int("batch", batch)
         data = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in self.layers]
         return DynamicCache(data, config=self.config)

@@ -51,6 +51,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from venomkit.config import check_int
 from venomkit.models.resolve import load_pretrained
 from venomkit.victims.mllm.families import ImageInputs, VLMFamily, family_for, num_image_tokens
 from venomkit.victims.mllm.kv_cache import PrefixCache, cache_argument
@@ -127,8 +128,7 @@ class MLLMRanker(nn.Module):
 
     def __init__(self, model: nn.Module, processor, *, spec: str = "", max_history: int = 8) -> None:
         super().__init__()
-        if max_history < 0:
-            raise ValueError(f"max_history must be >= 0, got {max_history}")
+        check_int("max_history", max_history, 0)
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
@@ -425,8 +425,7 @@ class MLLMRanker(nn.Module):
         (:meth:`score_cached`); ``False``: plain forwards of whole prompts (:meth:`score`).
         Both give the same scores up to float rounding. No gradients (``torch.no_grad``).
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_int("batch_size", batch_size)
         if len(images) != len(texts):
             raise ValueError(f"{len(images)} images for {len(texts)} candidate texts")
         if len(texts) == 0:
