@@ -68,6 +68,12 @@ def test_utility_is_compared_with_clean_user_by_user(tmp_path, monkeypatch):
         assert float(clean[f"utility_vs_clean_hr@{k}"]) == 0.0 and float(clean[f"utility_vs_clean_hr@{k}_se"]) == 0.0
         assert float(noisy[f"utility_vs_clean_hr@{k}"]) == pytest.approx(float(noisy[f"hr@{k}"]) - float(clean[f"hr@{k}"]))
         assert float(noisy[f"utility_vs_clean_hr@{k}_se"]) >= 0.0
+        # the same lists with the targets left out of the negatives: never a worse rank, paired with clean's the same way
+        for name in ("clean", "noisy", "venomrec"):
+            assert float(table[name][f"utility_without_targets_hr@{k}"]) >= float(table[name][f"hr@{k}"])
+        assert float(clean[f"utility_without_targets_vs_clean_hr@{k}"]) == 0.0
+        assert float(noisy[f"utility_without_targets_vs_clean_hr@{k}"]) == pytest.approx(
+            float(noisy[f"utility_without_targets_hr@{k}"]) - float(clean[f"utility_without_targets_hr@{k}"]))
     # VenomRec minus each setting, target by target: the mean of per-target differences of ER@K
     per_target = {}
     for r in rows(tmp_path / "run" / "results.csv"):
@@ -81,7 +87,8 @@ def test_utility_is_compared_with_clean_user_by_user(tmp_path, monkeypatch):
     assert "HR@5 vs clean (paired over users, ± SE)" in markdown  # ks 1, 5: the largest K when 10 is not among them
     assert "ER@5: venomrec minus this (paired over targets, ± SE)" in markdown
     noisy_line = next(line for line in markdown.splitlines() if line.startswith("| noisy |"))
-    assert noisy_line.count("±") == 2
+    assert "the same, targets left out of the lists" in markdown
+    assert noisy_line.count("±") == 3
 
 
 # ------------------------------------------------------------------ poisoning run recipes

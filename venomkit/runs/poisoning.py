@@ -258,7 +258,7 @@ def _run_settings(config: PoisoningRunConfig, dataset, out_dir: str | Path, *, o
             ranker.model = tuned.adapter.merge_and_unload()
         er = exposure_table(ranker, poisoned.catalog, lists, histories, targets, interacted=interacted, ks=ks,
                             exclude_users=[u for us in compromised.values() for u in us], progress=progress)
-        utility = evaluate_ranker(ranker, poisoned, lists=lists, ks=ks, seed=config.seed, progress=False)
+        utility = evaluate_ranker(ranker, poisoned, lists=lists, ks=ks, seed=config.seed, progress=False, left_out=targets)
         for k, t in enumerate(targets):
             stem = f"{setting.name}/{file_stem(catalog.item_ids[t])}"
             save_png(images[k], store.out / "images" / f"{stem}_clean.png")
@@ -282,11 +282,15 @@ def _run_settings(config: PoisoningRunConfig, dataset, out_dir: str | Path, *, o
 def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, started: float, report: bool, num_processes: int = 1) -> dict[str, Any]:
     """results.csv, texts.csv, poisoning.csv/.md, summary.json (and report.html) from the records."""
     from venomkit.runs.store import file_stem
-    from venomkit.victims.mllm.evaluate import mean_and_standard_error, paired_difference
+    from venomkit.victims.mllm.evaluate import mean_and_standard_error, paired_difference, rank_metrics
 
     ks = config.ks
     rows, text_rows, table, per_setting, per_target = [], [], [], {}, {}
     clean_utility = store.read_record(CLEAN, "_setting")["utility"]
+    # the same lists with the targets left out of the negatives (from the same scores): is a utility
+    # drop the edited targets outranking held-out items, or the fine-tune itself? (absent in records
+    # written before it was measured)
+    without = all("ranks_without_left_out" in store.read_record(s.name, "_setting")["utility"] for s in config.parsed_settings)
     for setting in config.parsed_settings:
         info = store.read_record(setting.name, "_setting")
         records = [store.read_record(setting.name, dataset.catalog.item_ids[t]) for t in targets]
@@ -302,6 +306,10 @@ def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, start
         drop = {f"hr@{k}_drop": (clean_utility[f"hr@{k}"] - utility[f"hr@{k}"]) / max(clean_utility[f"hr@{k}"], 1e-12) for k in ks}
         # the same users and lists as the clean setting: paired per-user difference of hits and its standard error
         versus_clean = paired_difference(np.asarray(utility["ranks"]), np.asarray(clean_utility["ranks"]), ks, prefix="utility_vs_clean_")
+        if without:
+            own, clean_own = np.asarray(utility["ranks_without_left_out"]), np.asarray(clean_utility["ranks_without_left_out"])
+            versus_clean.update({f"utility_without_targets_{m}": v for m, v in rank_metrics(own, ks).items() if m.startswith(("hr@", "ndcg@"))})
+            versus_clean.update(paired_difference(own, clean_own, ks, prefix="utility_without_targets_vs_clean_"))
         per_setting[setting.name] = {**means, **{f"chance@{k}": records[0][f"chance@{k}"] for k in ks},
                                      **{f"hr@{k}": utility[f"hr@{k}"] for k in ks},
                                      **{f"utility_{m}@{k}": utility[f"{m}@{k}"] for m in ("hr", "ndcg") for k in ks},
@@ -319,19 +327,25 @@ def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, start
     k_versus, k_top = (10 if 10 in ks else ks[-1]), ks[-1]
     compared = REFERENCE in per_target
     header = ("| setting | " + " | ".join(f"ER@{k}" for k in ks) + " | " + " | ".join(f"HR@{k} (utility)" for k in ks)
-              + f" | HR@{k_versus} vs clean (paired over users, ± SE) |" + (f" ER@{k_top}: {REFERENCE} minus this (paired over targets, ± SE) |" if compared else ""))
-    lines = [header, "|---|" + "---:|" * (2 * len(ks) + 1 + compared)]
+              + f" | HR@{k_versus} vs clean (paired over users, ± SE) |"
+              + (" the same, targets left out of the lists |" if without else "")
+              + (f" ER@{k_top}: {REFERENCE} minus this (paired over targets, ± SE) |" if compared else ""))
+    lines = [header, "|---|" + "---:|" * (2 * len(ks) + 1 + without + compared)]
+
+    def versus(row: dict, prefix: str) -> str:
+        return "" if row["setting"] == CLEAN else f"{row[f'{prefix}hr@{k_versus}']:+.3f} ± {row[f'{prefix}hr@{k_versus}_se']:.3f}"
+
     for row in table:
-        versus_cell = ("" if row["setting"] == CLEAN
-                       else f"{row[f'utility_vs_clean_hr@{k_versus}']:+.3f} ± {row[f'utility_vs_clean_hr@{k_versus}_se']:.3f}")
         line = (f"| {row['setting']} | " + " | ".join(f"{row[f'er@{k}']:.3f}" for k in ks) + " | "
-                + " | ".join(f"{row[f'hr@{k}']:.3f}" for k in ks) + f" | {versus_cell} |")
+                + " | ".join(f"{row[f'hr@{k}']:.3f}" for k in ks) + f" | {versus(row, 'utility_vs_clean_')} |")
+        if without:
+            line += f" {versus(row, 'utility_without_targets_vs_clean_')} |"
         if compared:
             minus = "" if row["setting"] == REFERENCE else f"{row[f'{REFERENCE}_minus_er@{k_top}']:+.3f} ± {row[f'{REFERENCE}_minus_er@{k_top}_se']:.3f}"
             line += f" {minus} |"
         lines.append(line)
     lines.append("| chance | " + " | ".join(f"{table[0][f'chance@{k}']:.3f}" for k in ks) + " | " + " | ".join("" for _ in ks) + " | |"
-                 + (" |" if compared else ""))
+                 + (" |" if without else "") + (" |" if compared else ""))
     store.write_table(table, "\n".join(lines) + "\n", stem="poisoning")
     import torch
 

@@ -93,6 +93,24 @@ def test_evaluate_ranker_on_constructed_scores(dataset):
         assert 0 < len(history) <= 3 and set(history) <= train_titles
 
 
+def test_left_out_items_rank_as_if_never_sampled(dataset):
+    """``left_out``: each positive ranked among the other negatives equals ranking the shortened list."""
+    lists = sampled_candidates(dataset, n_users=12, n_negatives=10, seed=0)
+    table = np.random.default_rng(2).integers(0, 4, size=dataset.n_items).astype(float)  # ties on purpose
+    left_out = sorted({int(c.negatives[0]) for c in lists[:6]} | {int(lists[7].negatives[3])})
+    got = evaluate_ranker(TableRanker(table, dataset.catalog.texts), dataset, lists=lists, ks=(3,), progress=False, left_out=left_out)
+    plain = evaluate_ranker(TableRanker(table, dataset.catalog.texts), dataset, lists=lists, ks=(3,), progress=False)
+    expected, in_lists = [], 0
+    for c in lists:
+        kept = [int(n) for n in c.negatives if int(n) not in left_out]
+        in_lists += len(c.negatives) - len(kept)
+        expected.append(int(sum(table[n] >= table[c.positive] for n in kept)))
+    assert got["ranks_without_left_out"] == expected
+    assert got["left_out_in_lists"] == in_lists >= 7
+    assert got["ranks"] == plain["ranks"] and "ranks_without_left_out" not in plain  # the plain figures are untouched
+    assert any(a < b for a, b in zip(expected, got["ranks"]))  # something was really left out
+
+
 class OrderRanker:
     """Scores by position in the list: the positive (first) wins (sign 1), loses (-1) or ties (0)."""
 

@@ -25,7 +25,7 @@ index) and ``P`` held-out positives (RecBole's definitions, as ``venomkit.eval.r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -92,10 +92,17 @@ def random_metrics(n_candidates: int, ks: Sequence[int]) -> dict[str, float]:
     return out
 
 
-def positive_ranks(scores: np.ndarray) -> np.ndarray:
-    """(U,) rank of column 0 in each row of (U, C) scores: how many other columns score >= it."""
+def positive_ranks(scores: np.ndarray, counted: np.ndarray | None = None) -> np.ndarray:
+    """(U,) rank of column 0 in each row of (U, C) scores: how many other columns score >= it.
+
+    ``counted`` (optional (U, C - 1) bool): only those negatives count (the others are left out
+    of the list, as if never sampled).
+    """
     scores = np.asarray(scores)
-    return (scores[:, 1:] >= scores[:, :1]).sum(axis=1)
+    above = scores[:, 1:] >= scores[:, :1]
+    if counted is not None:
+        above = above & np.asarray(counted, dtype=bool)
+    return above.sum(axis=1)
 
 
 def evaluate_ranker(
@@ -111,6 +118,7 @@ def evaluate_ranker(
     split: str = "test",
     batch_size: int = 64,
     progress: bool = True,
+    left_out: Collection[int] = (),
 ) -> dict[str, Any]:
     """HR/NDCG/Recall@K of ``ranker`` and of popularity over sampled candidate lists.
 
@@ -120,6 +128,9 @@ def evaluate_ranker(
         lists: candidate lists to rank (default: ``sampled_candidates(dataset, n_users=,
             n_negatives=, split=, seed=)``).
         ks: cut-offs; image_only: blank candidate texts; split: the held-out split.
+        left_out: items (e.g. a poisoning run's targets) whose place as a NEGATIVE is also
+            measured away: ``ranks_without_left_out`` ranks each positive among the other
+            negatives only, from the same scores (no second forward).
 
     Returns:
         ``{hr@K, ndcg@K, recall@K, popularity_hr@K, popularity_ndcg@K, popularity_recall@K,
@@ -127,7 +138,9 @@ def evaluate_ranker(
         candidates, ranks}``: floats in [0, 1] (the ``vs_popularity`` pair: the paired difference
         ranker - popularity of HR@K and its standard error, in [-1, 1]), counts, and ``ranks``
         the (U,) list of each list's positive's 0-based rank (for paired comparisons of two
-        rankers on the same lists, :func:`paired_difference`).
+        rankers on the same lists, :func:`paired_difference`); with ``left_out``, also
+        ``ranks_without_left_out`` and ``left_out_in_lists`` (how many of the lists' negatives
+        are left-out items).
     """
     ks = _check_ks(ks)
     if lists is None:
@@ -152,6 +165,11 @@ def evaluate_ranker(
         rows.append(np.asarray(scores.detach().float().cpu().numpy(), dtype=np.float64))
         pop_rows.append(pop[items])
     ranks, pop_ranks = positive_ranks(np.stack(rows)), positive_ranks(np.stack(pop_rows))
+    without = {}
+    if len(left_out):
+        kept = ~np.isin(np.stack([c.negatives for c in lists]), np.asarray(list(left_out), dtype=np.int64))
+        without = {"ranks_without_left_out": [int(r) for r in positive_ranks(np.stack(rows), counted=kept)],
+                   "left_out_in_lists": int((~kept).sum())}
     return {
         **rank_metrics(ranks, ks),
         **rank_metrics(pop_ranks, ks, prefix="popularity_"),
@@ -160,6 +178,7 @@ def evaluate_ranker(
         "users": len(lists),
         "candidates": len(lists[0].negatives) + 1,
         "ranks": [int(r) for r in ranks],
+        **without,
     }
 
 
