@@ -110,13 +110,16 @@ def test_cached_path_is_differentiable_like_the_plain_one(ranker):
 def test_lora_wrapped_models_keep_both_paths_equal(replace_attribute):
     from peft import LoraConfig, get_peft_model
 
+    from venomkit.victims.mllm.finetune import peft_wrapping
+
     ranker = _zoo_ranker()
     torch.manual_seed(0)
     config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False)
     images, texts = _candidates(4, seed=3)
     with torch.no_grad():
         before = ranker.score_candidates(TITLES, images, texts, use_cache=False)
-    peft_model = get_peft_model(ranker.model, config)
+    with peft_wrapping():  # as finetune wraps: without peft's FutureWarning
+        peft_model = get_peft_model(ranker.model, config)
     if replace_attribute:
         ranker.model = peft_model
     with torch.no_grad():
