@@ -55,8 +55,7 @@ class FeatureAttackConfig:
         check_number(f"{name}.eps", self.eps, 0, 10, low_open=True)
         for field_name in ("steps", "k"):
             check_int(f"{name}.{field_name}", getattr(self, field_name), 1)
-        if self.align_weight < 0:
-            raise ValueError(f"{name}.align_weight must be >= 0, got {self.align_weight!r}")
+        check_number(f"{name}.align_weight", self.align_weight, 0)
         mods = tuple(self.modalities)
         if not mods or any(m not in MODALITIES for m in mods):
             raise ValueError(f"{name}.modalities must be names from {MODALITIES}, got {self.modalities!r}")

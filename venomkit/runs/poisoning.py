@@ -290,9 +290,10 @@ def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, start
     # the same lists with the targets left out of the negatives (from the same scores): is a utility
     # drop the edited targets outranking held-out items, or the fine-tune itself? (absent in records
     # written before it was measured)
-    without = all("ranks_without_left_out" in store.read_record(s.name, "_setting")["utility"] for s in config.parsed_settings)
+    infos = {s.name: store.read_record(s.name, "_setting") for s in config.parsed_settings}
+    without = all("ranks_without_left_out" in info["utility"] for info in infos.values())
     for setting in config.parsed_settings:
-        info = store.read_record(setting.name, "_setting")
+        info = infos[setting.name]
         records = [store.read_record(setting.name, dataset.catalog.item_ids[t]) for t in targets]
         for r in records:
             stem = f"images/{setting.name}/{file_stem(r['item_id'])}"
@@ -306,14 +307,15 @@ def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, start
         drop = {f"hr@{k}_drop": (clean_utility[f"hr@{k}"] - utility[f"hr@{k}"]) / max(clean_utility[f"hr@{k}"], 1e-12) for k in ks}
         # the same users and lists as the clean setting: paired per-user difference of hits and its standard error
         versus_clean = paired_difference(np.asarray(utility["ranks"]), np.asarray(clean_utility["ranks"]), ks, prefix="utility_vs_clean_")
+        without_targets = {}
         if without:
             own, clean_own = np.asarray(utility["ranks_without_left_out"]), np.asarray(clean_utility["ranks_without_left_out"])
-            versus_clean.update({f"utility_without_targets_{m}": v for m, v in rank_metrics(own, ks).items() if m.startswith(("hr@", "ndcg@"))})
-            versus_clean.update(paired_difference(own, clean_own, ks, prefix="utility_without_targets_vs_clean_"))
+            without_targets = {f"utility_without_targets_{m}": v for m, v in rank_metrics(own, ks).items() if m.startswith(("hr@", "ndcg@"))}
+            without_targets.update(paired_difference(own, clean_own, ks, prefix="utility_without_targets_vs_clean_"))
         per_setting[setting.name] = {**means, **{f"chance@{k}": records[0][f"chance@{k}"] for k in ks},
                                      **{f"hr@{k}": utility[f"hr@{k}"] for k in ks},
                                      **{f"utility_{m}@{k}": utility[f"{m}@{k}"] for m in ("hr", "ndcg") for k in ks},
-                                     **drop, **versus_clean, "seconds": info["seconds"]}
+                                     **drop, **versus_clean, **without_targets, "seconds": info["seconds"]}
         table.append({"setting": setting.name, **per_setting[setting.name]})
         per_target[setting.name] = {r["item_id"]: r for r in records}
     if REFERENCE in per_target:  # the reference minus each setting, paired over the same targets

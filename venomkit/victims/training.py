@@ -190,8 +190,7 @@ def train_bpr(
     check_int("epochs", epochs)
     check_int("batch_size", batch_size)
     check_int("eval_every", eval_every)
-    if patience is not None:
-        check_int("patience", patience, minimum=0)
+    check_int("patience", patience, 0, optional=True)
     check_number("lr", lr, 0, low_open=True)
     check_number("weight_decay", weight_decay, 0)
     train = split.train

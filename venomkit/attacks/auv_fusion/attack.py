@@ -146,8 +146,7 @@ class AUVFusionConfig(AttackConfig):
             check_number(name, getattr(self, name), 0, low_open=True)
         for name in ("eta", "clip_weight", "ssim_weight", "align_weight", "promotion_weight", "guidance_scale"):
             check_number(name, getattr(self, name), 0)
-        if not 0 < self.strength <= 1:
-            raise ValueError(f"strength must be in (0, 1], got {self.strength!r}")
+        check_number("strength", self.strength, 0, 1, low_open=True)
         if self.inject_at is not None:
             from venomkit.generators.diffusion import run_step_index
 

@@ -100,15 +100,13 @@ class VenomRecConfig(AttackConfig, TextBudgetConfig):
     def __post_init__(self) -> None:
         AttackConfig.__post_init__(self)
         self.check_text_budget()
-        for name in ("eps", "eps_start", "growth", "progress", "rho_t", "rho_v"):
+        for name in ("eps", "eps_start", "progress"):
             check_number(name, getattr(self, name), 0, low_open=True)
         if self.eps > 1 or self.eps_start > self.eps:
             raise ValueError(f"need 0 < eps_start <= eps <= 1, got eps_start={self.eps_start}, eps={self.eps}")
-        if self.growth < 1:
-            raise ValueError(f"growth must be >= 1, got {self.growth}")
+        check_number("growth", self.growth, 1)
         for name in ("rho_t", "rho_v"):
-            if getattr(self, name) > 1:
-                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+            check_number(name, getattr(self, name), 0, 1, low_open=True)
         for name in ("rounds", "image_steps", "flips_per_round", "exposure_k", "exposure_items"):
             check_int(name, getattr(self, name), 1)
         if self.step_size is not None:

@@ -164,11 +164,12 @@ def evaluate_ranker(
         scores = ranker.score_candidates(history, catalog_images(dataset.catalog, items), texts, batch_size=batch_size)
         rows.append(np.asarray(scores.detach().float().cpu().numpy(), dtype=np.float64))
         pop_rows.append(pop[items])
-    ranks, pop_ranks = positive_ranks(np.stack(rows)), positive_ranks(np.stack(pop_rows))
+    scores = np.stack(rows)
+    ranks, pop_ranks = positive_ranks(scores), positive_ranks(np.stack(pop_rows))
     without = {}
     if len(left_out):
         kept = ~np.isin(np.stack([c.negatives for c in lists]), np.asarray(list(left_out), dtype=np.int64))
-        without = {"ranks_without_left_out": [int(r) for r in positive_ranks(np.stack(rows), counted=kept)],
+        without = {"ranks_without_left_out": [int(r) for r in positive_ranks(scores, counted=kept)],
                    "left_out_in_lists": int((~kept).sum())}
     return {
         **rank_metrics(ranks, ks),
