@@ -214,3 +214,48 @@ def test_amortised_and_refined_attacks_of_one_run_share_one_trained_mlp(tmp_path
     weights = {name: (tmp_path / "attackers" / name / "attacker.safetensors").read_bytes() for name in keys}
     assert weights["mlp"] == weights["refined1"] == weights["refined2"]
     assert json.loads((tmp_path / "attackers" / "per_image" / "prepared.json").read_text()).get("mlp") is None
+
+
+def test_promotion_on_the_user_model_raises_the_groups_scores_there(shop, tmp_path):
+    """promotion_model: user_model needs no surrogate victim: per-image Adam on delta raises the
+    target group's scores in the dual-view GCN (where L_align is measured), and the diagnostics
+    report them; it refuses a user model without the visual view, which would not see the photo."""
+    from venomkit.attacks.targets import TargetBatch
+
+    train = shop.split.train
+    knowledge = Knowledge(train=train.matrix, popularity=train.popularity(), texts=shop.catalog.texts, images=shop.catalog.image_list)
+    config = {**SMALL, "mode": "per_image", "image_steps": 4, "image_lr": 0.2, "reference": "uninjected",
+              "promotion_weight": 5.0, "promotion_model": "user_model"}
+    attack = AUVFusion(AUVFusionConfig(**config))  # no surrogate_victim given
+    attack.prepare(PrepareContext(shop, knowledge, [3, 17], tmp_path))
+    photos = torch.stack(shop.catalog.image_list([3, 17]))
+    _, _, diag = attack.perturb(None, TargetBatch([3, 17], photos, None, knowledge=knowledge))
+    assert bool((diag["group_score_adv"] > diag["group_score_clean"]).all())
+    assert torch.allclose(-diag["l_promo"], diag["group_score_adv"])
+    with pytest.raises(ValueError, match="needs visual_view: true"):
+        AUVFusionConfig(promotion_model="user_model", visual_view=False)
+    with pytest.raises(ValueError, match="promotion_model must be surrogate or user_model"):
+        AUVFusionConfig(promotion_model="victim")
+    with pytest.raises(ValueError, match="or set promotion_model: user_model"):
+        AUVFusion(AUVFusionConfig(promotion_weight=1.0))
+
+
+def test_alignment_direction_is_the_visual_or_the_whole_group_preference(prepared, shop):
+    """align_to: visual_preference aligns with the group's mean e_u_vis, preference with its mean
+    e_u = e_u_id + e_u_vis (e_group); both need the visual view."""
+    _, targets, folder, knowledge = prepared
+    photos = torch.stack(shop.catalog.image_list([3, 17]))
+    directions = {}
+    for align_to in ("visual_preference", "preference"):
+        variant = AUVFusion(AUVFusionConfig(**{**SMALL, "align_to": align_to}))
+        variant.prepare(PrepareContext(shop, knowledge, targets, folder))
+        e_group, p_group, group = variant.groups(photos, torch.tensor([3, 17]), shop.split.train)
+        directions[align_to] = p_group
+        with torch.no_grad():
+            users_id, _ = variant.user_model.id_view()
+            users_vis, _ = variant.user_model.visual_view()
+        assert torch.allclose(e_group, (users_id + users_vis)[group].mean(1), atol=1e-6)
+    assert torch.allclose(directions["visual_preference"], users_vis[group].mean(1), atol=1e-6)
+    assert torch.equal(directions["preference"], e_group)
+    with pytest.raises(ValueError, match="align_to: preference .* needs visual_view: true"):
+        AUVFusionConfig(align_to="preference", visual_view=False)

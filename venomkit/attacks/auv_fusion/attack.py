@@ -27,7 +27,10 @@ reach while the diffusion prior keeps it natural. Per target item ``t``:
                                                      INSA's objective on the attacker's own
                                                      recommender, over the group only:
                                                      -log mean_{u in group} exp(s_sur(u, t))
-                                                     (needs ``surrogate_victim``)
+                                                     (``promotion_model: surrogate``, needs a
+                                                     ``surrogate_victim``; ``user_model``: the
+                                                     dual-view GCN's own scores, the space
+                                                     L_align is measured in)
 
 Modes: ``amortised`` (the paper: the MLP is trained across ``mlp_items`` training items that
 are never an evaluated target; a new target costs one MLP forward and one pass),
@@ -94,8 +97,17 @@ class AUVFusionConfig(AttackConfig):
             ``mlp_max_interactions`` training interactions, never an evaluated target).
         refine_steps, image_steps, image_lr: per-image Adam on delta (refined / per_image).
     Loss:
-        clip_weight (l1), ssim_weight (l2), align_weight (l3), promotion_weight (l4: needs a
-            ``surrogate_victim``; venomkit's addition, not in the paper),
+        clip_weight (l1), ssim_weight (l2), align_weight (l3), promotion_weight (l4;
+            venomkit's addition, not in the paper),
+        promotion_model: whose scores L_promo raises: ``surrogate`` (the attacker's own
+            recommender, a ``surrogate_victim``: a VBPR of another seed in README's runs) or
+            ``user_model`` (the dual-view GCN itself, re-scoring the target with the photo's
+            new features through its visual view; needs ``visual_view``): there the
+            promotion and the alignment read the same visual projection W.
+        align_to: L_align's direction: ``visual_preference`` (the group's mean e_u_vis) or
+            ``preference`` (its mean e_u = e_u_id + e_u_vis, the issue's e_group; the user
+            model scores a target by e_u . (e_i_id + e_i_vis), so this is the direction its
+            score of the target rises along).
         eps: optional L-inf cap on the final photo's change (None: the loss alone bounds it).
     """
 
@@ -133,6 +145,8 @@ class AUVFusionConfig(AttackConfig):
     ssim_weight: float = 1.0
     align_weight: float = 1.0
     promotion_weight: float = 0.0
+    promotion_model: Literal["surrogate", "user_model"] = "surrogate"
+    align_to: Literal["visual_preference", "preference"] = "visual_preference"
     eps: float | None = None
 
     def __post_init__(self) -> None:
@@ -162,6 +176,15 @@ class AUVFusionConfig(AttackConfig):
             check_int("working_size", self.working_size, 1)
         if self.reference not in ("photo", "uninjected"):
             raise ValueError(f"reference must be photo or uninjected, got {self.reference!r}")
+        if self.align_to not in ("visual_preference", "preference"):
+            raise ValueError(f"align_to must be visual_preference or preference, got {self.align_to!r}")
+        if self.align_to == "preference" and not self.visual_view:
+            raise ValueError("align_to: preference aligns in the user model's visual space; it needs visual_view: true")
+        if self.promotion_model not in ("surrogate", "user_model"):
+            raise ValueError(f"promotion_model must be surrogate or user_model, got {self.promotion_model!r}")
+        if self.promotion_model == "user_model" and not self.visual_view:
+            raise ValueError("promotion_model: user_model scores the photo through the user model's visual view; "
+                             "it needs visual_view: true")
         if self.eps is not None:
             check_number("eps", self.eps, 0, low_open=True)
             if self.eps > 1:
@@ -186,9 +209,9 @@ class AUVFusion(Attack):
         cfg: AUVFusionConfig = self.config  # type: ignore[assignment]
         from venomkit.victims.base import Victim
 
-        if cfg.promotion_weight > 0 and not isinstance(surrogate, Victim):
+        if cfg.promotion_weight > 0 and cfg.promotion_model == "surrogate" and not isinstance(surrogate, Victim):
             raise ValueError("promotion_weight > 0 needs the attacker's own recommender: give the attack a surrogate_victim "
-                             "(AUV-Fusion never reads the victim's weights)")
+                             "(AUV-Fusion never reads the victim's weights), or set promotion_model: user_model")
         self.device = device
         self._generator: Any = None
         self._encoder: Any = None
@@ -311,9 +334,13 @@ class AUVFusion(Attack):
 
     # -- per target: group, preference -------------------------------------------------------
     def groups(self, images: torch.Tensor, item_index: torch.Tensor, train: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(e_group (B, d), p_group (B, d), group (B, N))``: the mean full preference, the mean
-        visual preference (the alignment direction) and the user indices of each target's
-        group (module docstring)."""
+        """``(e_group (B, d), p_group (B, d), group (B, N))``: the mean full preference, the
+        alignment direction and the user indices of each target's group (module docstring).
+
+        The alignment direction (``align_to``) is the group's mean visual preference e_u_vis
+        (``visual_preference``) or its whole preference e_group = mean(e_u_id + e_u_vis)
+        (``preference``: the direction the user model's score of the target rises along);
+        without the visual view, the mean encoder feature of what the group bought."""
         cfg: AUVFusionConfig = self.config  # type: ignore[assignment]
         model = self.user_model
         with torch.no_grad():
@@ -326,7 +353,9 @@ class AUVFusion(Attack):
             group = model.target_group(neighbours, cfg.group_size, exclude)
             users, _ = model()
             e_group = users[group].mean(1)
-            if cfg.visual_view:
+            if cfg.visual_view and cfg.align_to == "preference":
+                p_group = e_group
+            elif cfg.visual_view:
                 u_vis, _ = model.visual_view()
                 p_group = u_vis[group].mean(1)
             else:
@@ -426,17 +455,31 @@ class AUVFusion(Attack):
         return 1 - F.cosine_similarity(space, p_group.to(space), dim=1)
 
     def _promotion(self, adv: torch.Tensor, item_index: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
-        """INSA's objective restricted to the target's group, on the attacker's own recommender:
-        ``-log mean_{u in group} exp(s_sur(u, t))`` with the adversarial photo re-encoded by the
-        surrogate's encoder (B,). Never saturates (unlike a top-K hinge far from the top)."""
+        """INSA's objective restricted to the target's group, on the attacker's own recommender
+        (:meth:`promotion_scorer`): ``-log mean_{u in group} exp(s(u, t))`` with the adversarial
+        photo re-encoded by that model's encoder (B,). Never saturates (unlike a top-K hinge far
+        from the top)."""
         from venomkit.attacks.base import Forward
 
-        model = self.surrogate
+        model, encoder = self.promotion_scorer()
         feats = {m: f[item_index] for m, f in model.clean_features().items()}
-        feats["visual"] = model.image_encoder(adv)
+        feats["visual"] = encoder(adv)
         scores = Forward(model, item_index, feats, images=adv).target_scores(None)  # (U, B)
         in_group = scores.T.gather(1, group.to(scores.device))  # (B, N)
         return -(torch.logsumexp(in_group, dim=1) - math.log(in_group.shape[1]))
+
+    def promotion_scorer(self) -> tuple[Any, Any] | None:
+        """(recommender, its image encoder) whose group scores L_promo raises and the
+        diagnostics report: the ``surrogate_victim`` with its own encoder, or (``promotion_model:
+        user_model``) the dual-view GCN with the attacker's public encoder it was trained on.
+        None when there is none (no surrogate victim given)."""
+        from venomkit.victims.base import Victim
+
+        if self.config.promotion_model == "user_model":
+            return self.user_model, self.encoder
+        if isinstance(self.surrogate, Victim):
+            return self.surrogate, self.surrogate.image_encoder
+        return None
 
     # -- the attack --------------------------------------------------------------------------
     def perturb(self, model, batch):
@@ -463,9 +506,7 @@ class AUVFusion(Attack):
             # surrogate scores did, also when no loss term asks for them: the ablations' evidence
             diag["l_align_clean"] = self._alignment(self.encoder(images), p_group)
             adv = adv.clamp(0, 1)
-            from venomkit.victims.base import Victim
-
-            if isinstance(self.surrogate, Victim):
+            if self.promotion_scorer() is not None:
                 diag["group_score_clean"] = -self._promotion(images, item_index, group)
                 diag["group_score_adv"] = -self._promotion(adv, item_index, group)
         return adv, None, diag
