@@ -82,3 +82,31 @@ def test_configs_share_the_number_message():
         FinetuneConfig(text_drop=1.0)
     with pytest.raises(ValueError, match=r"^temperature must be a number > 0, got 0$"):
         PGDConfig(temperature=0)
+
+
+def test_check_int_maximum_names_the_interval():
+    check_int("SDTraining.low_noise_max", 1000, 1, "a DDPM timestep", maximum=1000)
+    with pytest.raises(ValueError, match=r"^SDTraining.low_noise_max must be an integer in \[1, 1000\] \(a DDPM timestep\), got 1001$"):
+        check_int("SDTraining.low_noise_max", 1001, 1, "a DDPM timestep", maximum=1000)
+
+
+def test_every_pixel_attack_checks_its_budget_the_same_way():
+    """One budget check (attacks.base.check_budget): the L-inf budgets of PGD, FGSM, VenomRec,
+    its pixel baselines and AUV-Fusion's cap refuse the same values with the same line."""
+    from venomkit.attacks.auv_fusion import AUVFusionConfig
+    from venomkit.attacks.base import check_budget
+    from venomkit.attacks.fgsm import FGSMConfig
+    from venomkit.attacks.venomrec.attack import VenomRecConfig
+    from venomkit.attacks.venomrec.baselines import ContentBudgetConfig, ShadowCastConfig
+
+    assert check_budget(8 / 255) == pytest.approx(8 / 255) and check_budget(3.0, "l2") == 3.0
+    line = r"^eps must be a number in \(0, 1\] \(an L-inf budget on \[0, 1\] images\), got 1.5$"
+    for config in (PGDConfig, FGSMConfig, VenomRecConfig, ContentBudgetConfig, ShadowCastConfig, AUVFusionConfig):
+        with pytest.raises(ValueError, match=line):
+            config(eps=1.5)
+    with pytest.raises(ValueError, match=r"^eps_start must be a number in \(0, 1\]"):
+        VenomRecConfig(eps_start=0)
+    with pytest.raises(ValueError, match=r"^need eps_start <= eps"):
+        VenomRecConfig(eps=8 / 255, eps_start=16 / 255)
+    with pytest.raises(ValueError, match=r"^norm must be 'linf' or 'l2', got 'l1'$"):
+        PGDConfig(norm="l1")

@@ -127,18 +127,21 @@ def coerce(value: Any, annotation: Any, name: str = "value") -> Any:
     return value
 
 
-def check_int(name: str, value: Any, minimum: int = 1, hint: str = "", optional: bool = False) -> None:
+def check_int(name: str, value: Any, minimum: int = 1, hint: str = "", optional: bool = False,
+              maximum: int | None = None) -> None:
     """The one integer check of configs and flags: ``value`` is an int (not a bool) >= ``minimum``
-    (or None, where ``optional``).
+    and <= ``maximum`` when given (or None, where ``optional``).
 
-    Raises ``ValueError("NAME must be an integer >= MINIMUM [or None] (HINT), got VALUE")``: one
-    line naming the field or flag (``FinetuneConfig.steps``, ``--threads``).
+    Raises ``ValueError("NAME must be an integer >= MINIMUM [or None] (HINT), got VALUE")``
+    (``in [MINIMUM, MAXIMUM]`` with a maximum): one line naming the field or flag
+    (``FinetuneConfig.steps``, ``--threads``).
     """
     if optional and value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
         extra = (" or None" if optional else "") + (f" ({hint})" if hint else "")
-        raise ValueError(f"{name} must be an integer >= {minimum}{extra}, got {value!r}")
+        bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be an integer {bounds}{extra}, got {value!r}")
 
 
 def check_number(

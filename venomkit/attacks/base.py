@@ -54,6 +54,16 @@ from venomkit.victims.scoring import TargetScorer, TokenTexts
 # ----------------------------------------------------------------------------------------
 
 
+def check_budget(eps: object, norm: str = "linf", name: str = "eps") -> float:
+    """The one check of a perturbation budget: ``eps`` > 0, and <= 1 for an L-inf budget (a
+    change of every pixel of a [0, 1] image by more than 1 is no budget). Returns it as a float."""
+    if norm not in ("linf", "l2"):
+        raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
+    if norm == "linf":
+        return check_number(name, eps, 0, 1, low_open=True, hint="an L-inf budget on [0, 1] images")
+    return check_number(name, eps, 0, low_open=True, hint="an L2 budget")
+
+
 def project(adv: torch.Tensor, clean: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
     """Project ``adv`` (B, ...) to the ``norm`` ball of radius ``eps`` around ``clean``, then to [0, 1].
 
@@ -461,11 +471,7 @@ class IterativeConfig(AttackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_number("eps", self.eps, 0, low_open=True)
-        if self.norm not in ("linf", "l2"):
-            raise ValueError(f"norm must be 'linf' or 'l2', got {self.norm!r}")
-        if self.norm == "linf" and self.eps > 1:
-            raise ValueError(f"eps must be <= 1 for an L-inf budget on [0, 1] images, got {self.eps}")
+        check_budget(self.eps, self.norm)
         check_int("steps", self.steps, 1)
         if self.step_size is not None:
             check_number("step_size", self.step_size, 0, low_open=True)

@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from venomkit.attacks.base import AttackConfig, IterativeConfig, IterativeImageAttack
+from venomkit.attacks.base import AttackConfig, IterativeConfig, IterativeImageAttack, check_budget
 from venomkit.attacks.pgd import PromotionConfig
-from venomkit.config import check_number
 
 
 @dataclass
@@ -24,11 +23,7 @@ class FGSMConfig(AttackConfig, PromotionConfig):
 
     def __post_init__(self) -> None:
         AttackConfig.__post_init__(self)
-        check_number("eps", self.eps, 0, low_open=True)
-        if self.norm not in ("linf", "l2"):
-            raise ValueError(f"norm must be 'linf' or 'l2', got {self.norm!r}")
-        if self.norm == "linf" and self.eps > 1:
-            raise ValueError(f"eps must be <= 1 for an L-inf budget on [0, 1] images, got {self.eps}")
+        check_budget(self.eps, self.norm)
         self.check_promotion()
 
     def loop(self) -> IterativeConfig:

@@ -192,10 +192,9 @@ class SDTraining:
     def __post_init__(self) -> None:
         for name in ("decoder_steps", "extra_items"):
             check_int(f"SDTraining.{name}", getattr(self, name), 0)
-        for name in ("vae_steps", "vae_batch", "unet_steps", "unet_batch", "eval_items", "low_noise_max"):
+        for name in ("vae_steps", "vae_batch", "unet_steps", "unet_batch", "eval_items"):
             check_int(f"SDTraining.{name}", getattr(self, name), 1)
-        if self.low_noise_max > 1000:
-            raise ValueError(f"SDTraining.low_noise_max must be in [1, 1000] (a DDPM timestep), got {self.low_noise_max}")
+        check_int("SDTraining.low_noise_max", self.low_noise_max, 1, "a DDPM timestep", maximum=1000)
         for name in ("decoder_lr", "vae_lr", "unet_lr", "text_lr"):
             check_number(f"SDTraining.{name}", getattr(self, name), 0, low_open=True)
         for name in ("perceptual_weight", "kl_weight", "ssim_weight", "colour_weight"):

@@ -58,7 +58,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from venomkit.attacks.base import Attack, AttackConfig, PrepareContext, target_generator
+from venomkit.attacks.base import Attack, AttackConfig, PrepareContext, check_budget, target_generator
 from venomkit.attacks.auv_fusion.perturbation import PerturbationMLP
 from venomkit.attacks.auv_fusion.user_model import DualViewConfig, DualViewGCN, nearest_items
 from venomkit.config import check_int, check_number
@@ -186,9 +186,7 @@ class AUVFusionConfig(AttackConfig):
             raise ValueError("promotion_model: user_model scores the photo through the user model's visual view; "
                              "it needs visual_view: true")
         if self.eps is not None:
-            check_number("eps", self.eps, 0, low_open=True)
-            if self.eps > 1:
-                raise ValueError(f"eps must be <= 1 for an L-inf cap on [0, 1] images, got {self.eps}")
+            check_budget(self.eps)
 
     @property
     def norm(self) -> str:

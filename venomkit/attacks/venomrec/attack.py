@@ -47,7 +47,7 @@ from typing import Any, ClassVar, Literal, Sequence
 
 import torch
 
-from venomkit.attacks.base import Attack, AttackConfig, target_generator
+from venomkit.attacks.base import Attack, AttackConfig, check_budget, target_generator
 from venomkit.attacks.targets import TargetBatch
 from venomkit.attacks.token_hotflip import TextBudgetConfig, TextFlipper
 from venomkit.attacks.venomrec.exposure import ExposureRegion, exposure_region, fused_representations
@@ -100,10 +100,11 @@ class VenomRecConfig(AttackConfig, TextBudgetConfig):
     def __post_init__(self) -> None:
         AttackConfig.__post_init__(self)
         self.check_text_budget()
-        for name in ("eps", "eps_start", "progress"):
-            check_number(name, getattr(self, name), 0, low_open=True)
-        if self.eps > 1 or self.eps_start > self.eps:
-            raise ValueError(f"need 0 < eps_start <= eps <= 1, got eps_start={self.eps_start}, eps={self.eps}")
+        check_budget(self.eps)
+        check_budget(self.eps_start, name="eps_start")
+        check_number("progress", self.progress, 0, low_open=True)
+        if self.eps_start > self.eps:
+            raise ValueError(f"need eps_start <= eps (the budget grows from eps_start up to eps), got eps_start={self.eps_start}, eps={self.eps}")
         check_number("growth", self.growth, 1)
         for name in ("rho_t", "rho_v"):
             check_number(name, getattr(self, name), 0, 1, low_open=True)

@@ -24,10 +24,10 @@ from typing import ClassVar
 
 import torch
 
-from venomkit.attacks.base import Attack, AttackConfig, IterativeConfig, pgd_loop, target_generator
+from venomkit.attacks.base import Attack, AttackConfig, IterativeConfig, check_budget, pgd_loop, target_generator
 from venomkit.attacks.targets import TargetBatch
 from venomkit.attacks.token_hotflip import TextBudgetConfig, TextFlipper
-from venomkit.config import check_int, check_number
+from venomkit.config import check_int
 from venomkit.encoders.preprocess import resize_images
 
 
@@ -41,9 +41,7 @@ class ContentBudgetConfig(AttackConfig, TextBudgetConfig):
     def __post_init__(self) -> None:
         AttackConfig.__post_init__(self)
         self.check_text_budget()
-        check_number("eps", self.eps, 0, low_open=True)
-        if self.eps > 1:
-            raise ValueError(f"eps must be <= 1 for an L-inf budget on [0, 1] images, got {self.eps}")
+        check_budget(self.eps)
 
 
 class _ContentBaseline(Attack):
