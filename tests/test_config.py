@@ -110,3 +110,30 @@ def test_every_pixel_attack_checks_its_budget_the_same_way():
         VenomRecConfig(eps=8 / 255, eps_start=16 / 255)
     with pytest.raises(ValueError, match=r"^norm must be 'linf' or 'l2', got 'l1'$"):
         PGDConfig(norm="l1")
+
+
+def test_numpy_integers_pass_only_where_a_function_takes_them():
+    """Config fields stay plain ints (JSON-clean); function arguments computed with numpy pass."""
+    import numpy as np
+
+    from venomkit.data import toyshop
+    from venomkit.defenses.gradient_mismatch import top_k_users
+
+    with pytest.raises(ValueError, match=r"^steps must be an integer >= 1, got "):
+        check_int("steps", np.int64(3), 1)
+    check_int("k", np.int64(3), 1, numpy_ok=True)
+    assert tuple(toyshop.render_item("chair", "red", "plain", "wood", np.int64(32)).shape) == (3, 32, 32)
+    import torch
+
+    assert top_k_users(torch.tensor([0.5, -1.0, 2.0]), np.int64(1)) == {2}
+    with pytest.raises(ValueError, match=r"^k must be an integer >= 1, got 0$"):
+        top_k_users(torch.tensor([1.0]), 0)
+
+
+@pytest.mark.parametrize("ks", [[], [0, 5], [5, True], (5, "10"), 5])
+def test_ks_lists_share_one_check(ks):
+    from venomkit.runs.recipe import MetricsSpec
+
+    for make in (lambda: MetricsSpec(ks=ks), lambda: PoisoningRunConfig(ks=ks)):
+        with pytest.raises(ValueError, match=r"^ks must be a non-empty list of integers >= 1, got "):
+            make()

@@ -128,9 +128,12 @@ def coerce(value: Any, annotation: Any, name: str = "value") -> Any:
 
 
 def check_int(name: str, value: Any, minimum: int = 1, hint: str = "", optional: bool = False,
-              maximum: int | None = None) -> None:
+              maximum: int | None = None, numpy_ok: bool = False) -> None:
     """The one integer check of configs and flags: ``value`` is an int (not a bool) >= ``minimum``
     and <= ``maximum`` when given (or None, where ``optional``).
+
+    ``numpy_ok``: also a numpy integer, for function arguments that callers compute with numpy
+    (a config's fields stay plain ints, so that it writes to JSON as it is).
 
     Raises ``ValueError("NAME must be an integer >= MINIMUM [or None] (HINT), got VALUE")``
     (``in [MINIMUM, MAXIMUM]`` with a maximum): one line naming the field or flag
@@ -138,10 +141,22 @@ def check_int(name: str, value: Any, minimum: int = 1, hint: str = "", optional:
     """
     if optional and value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
+    integer = isinstance(value, numbers.Integral) if numpy_ok else isinstance(value, int)
+    if isinstance(value, bool) or not integer or value < minimum or (maximum is not None and value > maximum):
         extra = (" or None" if optional else "") + (f" ({hint})" if hint else "")
         bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
         raise ValueError(f"{name} must be an integer {bounds}{extra}, got {value!r}")
+
+
+def check_int_list(name: str, values: Any, minimum: int = 1) -> None:
+    """A non-empty list (or tuple) of ints (not bools) >= ``minimum``, e.g. a recipe's ``ks``.
+
+    Raises ``ValueError("NAME must be a non-empty list of integers >= MINIMUM, got VALUES")``.
+    """
+    ok = isinstance(values, (list, tuple)) and len(values) > 0
+    ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in values)
+    if not ok:
+        raise ValueError(f"{name} must be a non-empty list of integers >= {minimum}, got {values!r}")
 
 
 def check_number(

@@ -113,7 +113,7 @@ def test_render_item_rejects_bad_arguments():
     with pytest.raises(ValueError, match="material"):
         toyshop.render_item("chair", "red", "plain", "marble", 64)
     for size in (31, 257):
-        with pytest.raises(ValueError, match="size must be an int in \\[32, 256\\]"):
+        with pytest.raises(ValueError, match=r"size must be an integer in \[32, 256\]"):
             toyshop.render_item("chair", "red", "plain", "wood", size)
 
 

@@ -8,6 +8,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from venomkit.config import check_int
+
 
 @dataclass
 class Interactions:
@@ -200,8 +202,7 @@ def select_cold_targets(
     ``allowed`` (optional (I,) bool) restricts the pool further, e.g. to items with an image.
     Returns sorted item indices. Raises ValueError when fewer cold items exist than asked for.
     """
-    if isinstance(n_targets, bool) or not isinstance(n_targets, (int, np.integer)) or n_targets < 1:
-        raise ValueError(f"the number of targets must be an integer >= 1, got {n_targets!r}")
+    check_int("the number of targets", n_targets, 1, numpy_ok=True)
     pop = train.popularity()
     eligible = (pop <= max_interactions) & (pop >= min_interactions)
     if allowed is not None:

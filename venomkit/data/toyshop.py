@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from venomkit.config import check_int
 from venomkit.data.catalog import Catalog
 from venomkit.data.dataset import Dataset, make_split
 from venomkit.data.export import write_atomic
@@ -603,8 +604,7 @@ def render_item(
     _check_choice("colour", colour, tuple(COLOURS))
     _check_choice("pattern", pattern, PATTERNS)
     _check_choice("material", material, MATERIALS)
-    if not isinstance(size, (int, np.integer)) or not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
-        raise ValueError(f"render_item: size must be an int in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}], got {size!r}")
+    check_int("render_item: size", size, MIN_IMAGE_SIZE, maximum=MAX_IMAGE_SIZE, numpy_ok=True)
     if not isinstance(rng, np.random.Generator):
         rng = np.random.default_rng(rng)
     size = int(size)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from venomkit.config import check_int
 from venomkit.progress import progress as progress_bar
 from venomkit.victims.base import Victim
 
@@ -112,8 +113,7 @@ def directional_contributions(grads: torch.Tensor) -> torch.Tensor:
 
 def top_k_users(contributions: torch.Tensor, k: int) -> set[int]:
     """Positions of the ``k`` largest POSITIVE contributions (fewer when fewer are positive)."""
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    check_int("k", k, 1, numpy_ok=True)
     positive = int((contributions > 0).sum())
     take = min(k, positive)
     if take == 0:

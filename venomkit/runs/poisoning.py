@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from venomkit.atomic import jsonable
-from venomkit.config import build_config, check_int, check_number
+from venomkit.config import build_config, check_int, check_int_list, check_number
 from venomkit.progress import progress as progress_bar
 
 DEFAULT_FINETUNE: dict[str, Any] = {"steps": 150}
@@ -130,8 +130,7 @@ class PoisoningRunConfig:
         for name in ("targets", "eval_users", "n_negatives", "objective_users", "attacker_users"):
             check_int(name, getattr(self, name), 1)
         check_int("max_interactions", self.max_interactions, 0)
-        if not isinstance(self.ks, list) or not self.ks or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in self.ks):
-            raise ValueError(f"ks must be a list of integers >= 1, got {self.ks!r}")
+        check_int_list("ks", self.ks)
         if self.threads is not None:
             check_int("threads", self.threads, 1, hint="or null: torch's count")
         check_number("mr", self.mr, 0, 1, low_open=True)

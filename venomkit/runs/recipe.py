@@ -43,7 +43,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
-from venomkit.config import check_int, coerce, config_fields, parse_overrides
+from venomkit.config import check_int, check_int_list, coerce, config_fields, parse_overrides
 
 RECIPE_SUFFIXES = (".yaml", ".yml")
 VICTIM_KINDS = ("vbpr", "amr", "mmgcn", "lightgcn")
@@ -378,8 +378,7 @@ class MetricsSpec:
     stealth_clip: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.ks):
-            raise ValueError(f"ks must be positive integers, got {self.ks!r}")
+        check_int_list("ks", self.ks)
         self.ks = sorted(set(self.ks))
         from venomkit.runs.collectors import COLLECTORS
 

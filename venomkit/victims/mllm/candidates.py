@@ -24,6 +24,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from venomkit.config import check_int
+
 
 def item_titles(catalog) -> list[str]:
     """Short item names for prompts: the 'title' attribute, else the text's first six words."""
@@ -129,8 +131,8 @@ def users_apart(
 
 
 def _check_sizes(n_users: int, n_negatives: int) -> None:
-    if n_users < 1 or n_negatives < 1:
-        raise ValueError(f"n_users and n_negatives must be >= 1, got {n_users} / {n_negatives}")
+    check_int("n_users", n_users, 1, numpy_ok=True)
+    check_int("n_negatives", n_negatives, 1, numpy_ok=True)
 
 
 def _eligible_users(dataset, split: str) -> np.ndarray:
