@@ -89,6 +89,15 @@ def test_utility_is_compared_with_clean_user_by_user(tmp_path, monkeypatch):
     noisy_line = next(line for line in markdown.splitlines() if line.startswith("| noisy |"))
     assert "the same, targets left out of the lists" in markdown
     assert noisy_line.count("±") == 3
+    # stealth of each edit, measured on what the ranker read; the saved PNGs give it to 8-bit rounding
+    from venomkit.data import load_image_file
+    from venomkit.eval.stealth import ssim
+
+    for r in rows(tmp_path / "run" / "results.csv"):
+        clean_png, adv_png = (load_image_file(tmp_path / "run" / r[key])[None].double() for key in ("clean_image", "adv_image"))
+        assert float(r["ssim"]) == pytest.approx(float(ssim(clean_png, adv_png)), abs=5e-3)
+        assert (float(r["ssim"]) == 1.0) is (float(r["linf"]) == 0.0)  # 1 exactly when the photo is untouched
+    assert float(clean["ssim"]) == 1.0 and float(noisy["ssim"]) < 1.0 and noisy_line.endswith(f" {float(noisy['ssim']):.3f} |")
 
 
 # ------------------------------------------------------------------ poisoning run recipes

@@ -201,6 +201,7 @@ def _run_settings(config: PoisoningRunConfig, dataset, out_dir: str | Path, *, o
     from venomkit.attacks.targets import Knowledge, TargetBatch
     from venomkit.attacks.venomrec.poisoning import compromised_users, exposure_table, poison_rows
     from venomkit.data.interactions import select_cold_targets
+    from venomkit.eval import stealth
     from venomkit.runs.fingerprint import code_digest, dataset_digest, json_form
     from venomkit.runs.processes import Processes
     from venomkit.runs.store import RunStore, file_stem, save_png
@@ -262,9 +263,10 @@ def _run_settings(config: PoisoningRunConfig, dataset, out_dir: str | Path, *, o
             stem = f"{setting.name}/{file_stem(catalog.item_ids[t])}"
             save_png(images[k], store.out / "images" / f"{stem}_clean.png")
             save_png(adv_images[k], store.out / "images" / f"{stem}_adv.png")
+            clean_k, adv_k = images[k][None].double(), adv_images[k][None].double()  # what the ranker was tuned and scored on
             record = {"setting": setting.name, "attack": setting.attack, "item": t, "item_id": catalog.item_ids[t],
                       **{key: v for key, v in er[k].items() if key != "item"},
-                      "linf": float((adv_images[k] - images[k]).abs().max()),
+                      "linf": float(stealth.linf(clean_k, adv_k)), "ssim": float(stealth.ssim(clean_k, adv_k)),
                       "text_changed": adv_texts[k] != texts[k], "original": texts[k], "adversarial": adv_texts[k],
                       "compromised_users": compromised[t],
                       **{key: float(v[k]) for key, v in result.diagnostics.items()}}
@@ -291,9 +293,11 @@ def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, start
     # written before it was measured)
     infos = {s.name: store.read_record(s.name, "_setting") for s in config.parsed_settings}
     without = all("ranks_without_left_out" in info["utility"] for info in infos.values())
+    records_of = {s.name: [store.read_record(s.name, dataset.catalog.item_ids[t]) for t in targets] for s in config.parsed_settings}
+    with_ssim = all("ssim" in r for records in records_of.values() for r in records)  # absent in records written before it was
     for setting in config.parsed_settings:
         info = infos[setting.name]
-        records = [store.read_record(setting.name, dataset.catalog.item_ids[t]) for t in targets]
+        records = records_of[setting.name]
         for r in records:
             stem = f"images/{setting.name}/{file_stem(r['item_id'])}"
             rows.append({"victim": config.victim, "attack": setting.name, "method": r["attack"],
@@ -302,6 +306,8 @@ def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, start
             if r["text_changed"]:
                 text_rows.append({"victim": config.victim, "attack": setting.name, "item_id": r["item_id"], "original": r["original"], "adversarial": r["adversarial"]})
         means = {f"er@{k}": float(np.mean([r[f"er@{k}"] for r in records])) for k in ks}
+        if with_ssim:
+            means["ssim"] = float(np.mean([r["ssim"] for r in records]))
         utility = info["utility"]
         drop = {f"hr@{k}_drop": (clean_utility[f"hr@{k}"] - utility[f"hr@{k}"]) / max(clean_utility[f"hr@{k}"], 1e-12) for k in ks}
         # the same users and lists as the clean setting: paired per-user difference of hits and its standard error
@@ -330,8 +336,9 @@ def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, start
     header = ("| setting | " + " | ".join(f"ER@{k}" for k in ks) + " | " + " | ".join(f"HR@{k} (utility)" for k in ks)
               + f" | HR@{k_versus} vs clean (paired over users, ± SE) |"
               + (" the same, targets left out of the lists |" if without else "")
-              + (f" ER@{k_top}: {REFERENCE} minus this (paired over targets, ± SE) |" if compared else ""))
-    lines = [header, "|---|" + "---:|" * (2 * len(ks) + 1 + without + compared)]
+              + (f" ER@{k_top}: {REFERENCE} minus this (paired over targets, ± SE) |" if compared else "")
+              + (" SSIM |" if with_ssim else ""))
+    lines = [header, "|---|" + "---:|" * (2 * len(ks) + 1 + without + compared + with_ssim)]
 
     def versus(row: dict, prefix: str) -> str:
         return "" if row["setting"] == CLEAN else f"{row[f'{prefix}hr@{k_versus}']:+.3f} ± {row[f'{prefix}hr@{k_versus}_se']:.3f}"
@@ -344,9 +351,11 @@ def _merge(config: PoisoningRunConfig, store, targets: list[int], dataset, start
         if compared:
             minus = "" if row["setting"] == REFERENCE else f"{row[f'{REFERENCE}_minus_er@{k_top}']:+.3f} ± {row[f'{REFERENCE}_minus_er@{k_top}_se']:.3f}"
             line += f" {minus} |"
+        if with_ssim:
+            line += f" {row['ssim']:.3f} |"
         lines.append(line)
     lines.append("| chance | " + " | ".join(f"{table[0][f'chance@{k}']:.3f}" for k in ks) + " | " + " | ".join("" for _ in ks) + " | |"
-                 + (" |" if without else "") + (" |" if compared else ""))
+                 + (" |" if without else "") + (" |" if compared else "") + (" |" if with_ssim else ""))
     store.write_table(table, "\n".join(lines) + "\n", stem="poisoning")
     import torch
 
