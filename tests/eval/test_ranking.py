@@ -111,6 +111,7 @@ def test_block_size_and_user_subset_invariance(problem):
     torch.testing.assert_close(scores, ref_scores[users])
 
 
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")  # torch says so on every CSR tensor made
 def test_sparse_input_kinds_agree(problem):
     from venomkit.data.interactions import Interactions
 
@@ -121,6 +122,7 @@ def test_sparse_input_kinds_agree(problem):
         torch.from_numpy(train.indices.astype(np.int64)),
         torch.from_numpy(train.data),
         size=train.shape,
+        check_invariants=True,
     )
     for mask in (train.tocoo(), torch_csr, torch_csr.to_sparse_coo(), Interactions(train)):
         assert torch.equal(full_sort_topk(user, item, 7, exclude=mask)[1], ref)

@@ -56,7 +56,7 @@ def test_bipartite_propagation_is_the_adjacency_product_in_blocks():
 
 
 def test_bipartite_propagation_rejects_a_graph_with_same_side_edges():
-    adj = (_graph() + torch.sparse_coo_tensor(torch.tensor([[0], [1]]), torch.tensor([1.0]), (7, 7))).coalesce()
+    adj = (_graph() + torch.sparse_coo_tensor(torch.tensor([[0], [1]]), torch.tensor([1.0]), (7, 7), check_invariants=True)).coalesce()
     with pytest.raises(ValueError, match="user-user or item-item"):
         BipartitePropagation(adj, n_users=4)
     with pytest.raises(ValueError, match="square sparse"):

@@ -106,6 +106,7 @@ class Interactions:
             torch.from_numpy(m.indices.astype(np.int64)),
             torch.from_numpy(m.data.astype(np.float32)),
             size=m.shape,
+            check_invariants=False,  # a scipy CSR matrix's arrays: valid by construction
         )
 
     def _subset(self, keep: np.ndarray) -> "Interactions":
