@@ -351,7 +351,7 @@ class AUVFusion(Attack):
             group = model.target_group(neighbours, cfg.group_size, exclude)
             users, _ = model()
             e_group = users[group].mean(1)
-            if cfg.visual_view and cfg.align_to == "preference":
+            if cfg.align_to == "preference":  # the config refuses it without the visual view
                 p_group = e_group
             elif cfg.visual_view:
                 u_vis, _ = model.visual_view()
